@@ -757,7 +757,7 @@ def main(args: Args) -> dict:
                         f"non-finite loss at update {update}, global step {global_step} "
                         f"(policy {pg_loss.item():.4g}, value {v_loss.item():.4g}); stopped before training on it"
                     )
-                optimizer.zero_grad(set_to_none=True)
+                optimizer.zero_grad(set_to_none=False)  # zero in place: no new gradient tensors per step
                 loss.backward()
                 nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
                 optimizer.step()

@@ -1,0 +1,125 @@
+"""Training speed against the raw speed of the environment, measured in one run.
+
+For each script: the raw environment's steps/s with random actions (one `gym.make` env, reset when an
+episode ends, no learning), then the script's training steps/s (its own `summary.json`, CPU, one
+torch thread), then the raw speed once more; the ratio is training / mean(raw before, raw after).
+
+    python benchmarks/speed.py                       # Hopper-v4, every script present
+    python benchmarks/speed.py --algos ppo --env-id HalfCheetah-v4 --timesteps 200000
+
+Writes a table to stdout and to benchmarks/results/speed.md (with the commit, machine and date).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+import gymnasium as gym
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ALGOS = ["ppo", "trpo", "reinforce"]
+
+
+def raw_env_sps(env_id: str, steps: int, seed: int = 0) -> float:
+    """Steps/s of one environment driven by random actions, resets included."""
+    env = gym.make(env_id)
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+    start = time.perf_counter()
+    for _ in range(steps):
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            env.reset()
+    elapsed = time.perf_counter() - start
+    env.close()
+    return steps / elapsed
+
+
+def training_sps(algo: str, env_id: str, timesteps: int, extra: list[str]) -> float:
+    """The script's own training steps/s (summary.json `sps`), one torch thread, CPU."""
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [sys.executable, os.path.join(ROOT, f"{algo}.py"), "--env-id", env_id,
+               "--total-timesteps", str(timesteps), "--eval-episodes", "0", "--no-cuda",
+               "--output-dir", out, *extra]
+        env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"error: {' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+        (run,) = os.listdir(out)
+        with open(os.path.join(out, run, "summary.json")) as f:
+            return float(json.load(f)["sps"])
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def commit() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+        return sha + ("+uncommitted changes" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--algos", nargs="+", default=[a for a in ALGOS if os.path.exists(os.path.join(ROOT, f"{a}.py"))])
+    parser.add_argument("--env-id", default="Hopper-v4")
+    parser.add_argument("--timesteps", type=int, default=100_000, help="training steps per script")
+    parser.add_argument("--raw-steps", type=int, default=20_000, help="random-action steps per raw measurement")
+    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "speed.md"))
+    parser.add_argument("extra", nargs="*", help="flags passed to every script (after --)")
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(1)
+    rows = []
+    for algo in args.algos:
+        before = raw_env_sps(args.env_id, args.raw_steps)
+        train = training_sps(algo, args.env_id, args.timesteps, args.extra)
+        after = raw_env_sps(args.env_id, args.raw_steps)
+        raw = (before + after) / 2
+        rows.append((algo, raw, train, train / raw))
+        print(f"{algo:10s} raw env {raw:8.0f} steps/s | training {train:8.0f} steps/s | ratio {train / raw:.2f}", flush=True)
+
+    lines = [
+        "# Training speed vs. raw environment speed",
+        "",
+        f"- env: `{args.env_id}`; training: {args.timesteps} steps per script with its default flags"
+        + (f" plus `{' '.join(args.extra)}`" if args.extra else "") + ", `--no-cuda`, one torch thread",
+        "- raw: one `gym.make` env, random actions, resets included, mean of a measurement before and after training",
+        f"- commit `{commit()}`, {datetime.date.today().isoformat()}, {machine()}",
+        f"- command: `python benchmarks/speed.py {' '.join(sys.argv[1:])}`".rstrip() + "",
+        "",
+        "| script | raw env steps/s | training steps/s | ratio |",
+        "| --- | ---: | ---: | ---: |",
+        *[f"| {algo}.py | {raw:.0f} | {train:.0f} | {ratio:.2f} |" for algo, raw, train, ratio in rows],
+        "",
+    ]
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        f.write("\n".join(lines))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
