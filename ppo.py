@@ -40,7 +40,8 @@ Implementation details (numbers as in Huang et al., "The 37 Implementation Detai
    unclipped.
 5. Adam with eps 1e-5, learning rate annealed linearly to 0.
 6. Advantages normalized per minibatch (population std, so a minibatch of one gives 0, not NaN).
-7. Clipped value loss (optional), entropy bonus, one combined loss, global gradient-norm clipping.
+7. Clipped value loss (by default only with reward scaling, since the clip range is in reward
+   units), entropy bonus, one combined loss, global gradient-norm clipping.
 8. Optional early stop when the approximate KL of a minibatch exceeds `--target-kl`, checked before
    each gradient step with the low-variance estimator KL ~ mean[(r - 1) - log r].
 9. Box-action environments by default: running observation normalization (clipped to +-10) and
@@ -146,8 +147,9 @@ class Args:
     """normalize advantages per minibatch"""
     clip_coef: float = 0.2
     """surrogate clipping epsilon: r is clipped to [1 - eps, 1 + eps]"""
-    clip_vloss: bool = True
-    """clip the value update to +-clip_coef around the rollout's value estimate"""
+    clip_vloss: Optional[bool] = None
+    """clip the value update to +-clip_coef around the rollout's estimate; default: on when rewards
+    are scaled (the clip range is in reward units: with raw returns of ~100 it would stall the critic)"""
     ent_coef: float = 0.0
     """entropy bonus coefficient c_H"""
     vf_coef: float = 0.5
@@ -598,6 +600,7 @@ def main(args: Args) -> dict:
     continuous = isinstance(action_space, gym.spaces.Box)
     norm_obs = continuous if args.norm_obs is None else args.norm_obs
     norm_reward = continuous if args.norm_reward is None else args.norm_reward
+    clip_vloss = norm_reward if args.clip_vloss is None else args.clip_vloss
     if args.capture_video and args.eval_episodes > 0:
         check_video(args.env_id)
 
@@ -747,7 +750,7 @@ def main(args: Args) -> dict:
                 mb_advantages = normalize_advantages(e_advantages[mb]) if args.norm_adv else e_advantages[mb]
                 pg_loss = ppo_policy_loss(logratio, mb_advantages, args.clip_coef)
                 v_loss = ppo_value_loss(agent.value(e_obs[mb]), e_values[mb], e_returns[mb],
-                                        args.clip_coef if args.clip_vloss else None)
+                                        args.clip_coef if clip_vloss else None)
                 # L = L_CLIP + c_v * L_V - c_H * H
                 loss = pg_loss + args.vf_coef * v_loss
                 if args.ent_coef > 0:

@@ -246,7 +246,8 @@ def plot_curves(rows: list[dict], out_dir: str) -> list[str]:
         ax.set_xlabel("environment steps")
         ax.set_ylabel("episodic return")
         ax.grid(alpha=0.3)
-        ax.legend(loc="best")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="best")
         fig.tight_layout()
         path = os.path.join(out_dir, f"{env_id.replace(':', '_').replace('/', '_')}.png")
         fig.savefig(path)
