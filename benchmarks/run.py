@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -235,7 +236,9 @@ def plot_curves(rows: list[dict], out_dir: str) -> list[str]:
         for row in sorted((r for r in rows if r["env_id"] == env_id and r["curves"]), key=lambda r: r["algo"]):
             grid = np.asarray(row["grid"])
             curves = np.asarray(row["curves"], dtype=np.float64)
-            mean, std = np.nanmean(curves, 0), np.nanstd(curves, 0)
+            with warnings.catch_warnings():  # grid points before any seed's first episode are all-NaN
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean, std = np.nanmean(curves, 0), np.nanstd(curves, 0)
             color = ALGO_COLORS.get(row["algo"])
             ax.plot(grid, mean, color=color, label=f"{row['algo']} ({len(row['seeds'])} seeds)")
             ax.fill_between(grid, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
