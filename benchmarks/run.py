@@ -16,6 +16,7 @@ learning-curve PNG per env. Exit code 1 when a threshold is missed, 0 otherwise.
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime
 import glob
 import json
@@ -73,8 +74,12 @@ def run_jobs(jobs: list[dict], workers: int) -> None:
     lock, start, finished = threading.Lock(), time.time(), [0]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
 
+    code_version = commit()
+
     def work(job):
         os.makedirs(job["out"], exist_ok=True)
+        with open(os.path.join(job["out"], "commit.txt"), "w") as f:
+            f.write(code_version + "\n")
         with open(os.path.join(job["out"], "stdout.log"), "a") as log:
             proc = subprocess.run(job["cmd"], env=env, stdout=log, stderr=subprocess.STDOUT)
         with lock:
@@ -137,6 +142,8 @@ def aggregate(config: dict, jobs: list[dict]) -> list[dict]:
             continue
         summary = read_json(os.path.join(run, "summary.json"))
         grid = np.linspace(0, spec["timesteps"], CURVE_POINTS + 1)[1:]
+        commit_file = os.path.join(job["out"], "commit.txt")
+        row.setdefault("commits", []).append(open(commit_file).read().strip() if os.path.exists(commit_file) else "not recorded")
         row["seeds"].append(job["seed"])
         row["final"].append(summary["final_return_mean"])
         row["wall"].append(summary["wall_time_s"])
@@ -197,6 +204,8 @@ def write_report(suite: str, rows: list[dict], out_dir: str, command: str) -> st
         "",
         f"- commit `{commit()}`, {datetime.date.today().isoformat()}, {machine()}, one torch thread per run, CPU",
         f"- command: `{command}`",
+        "- code of the runs: " + (", ".join(f"`{c}` ({n} runs)" for c, n in sorted(
+            collections.Counter(c for r in rows for c in r.get("commits", [])).items())) or "no runs"),
         "- final return: `final_return_mean` of each run (mean raw return of its last 100 training episodes), "
         "mean ± std across seeds; rule `each` = every seed must reach the threshold, `mean` = their mean",
         "",
