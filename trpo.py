@@ -513,9 +513,13 @@ def fisher_vector_product(grad_kl: torch.Tensor, params: list[torch.Tensor], v: 
 
 
 def conjugate_gradient(Avp: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, iters: int,
-                       residual_tol: float = 1e-10, eps: float = 1e-8) -> tuple[torch.Tensor, float]:
+                       residual_tol: float = 1e-10, eps: float = 1e-20) -> tuple[torch.Tensor, float]:
     """Solve A x = b for symmetric positive-definite A given only v -> A v; x_0 = 0.
-    Returns x and the norm of the final residual b - A x."""
+
+    At most `iters` products A v; stops once the squared residual is <= residual_tol. `eps` only
+    guards against a division by zero: a larger one would bend the directions' conjugacy once the
+    residuals are small. Returns x and the norm of the final residual b - A x.
+    """
     x = torch.zeros_like(b)
     r = b.clone()  # residual b - A x
     p = b.clone()  # search direction

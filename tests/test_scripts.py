@@ -1,0 +1,297 @@
+"""Every script end to end, in subprocesses, with budgets of a few hundred steps: the contract
+they share (flags, outputs, errors, determinism, save/load) is tested once for all of them."""
+
+import ast
+import glob
+import importlib
+import json
+import os
+import shutil
+
+import pytest
+import torch
+
+from conftest import ROOT, run_script
+
+# Per script: flags for a tiny batch (2 envs x 128 steps), the flag whose value must divide the
+# batch, and the metrics only that script logs.
+SCRIPTS = {
+    "ppo.py": {
+        "tiny": ["--num-envs", "2", "--num-steps", "128", "--num-minibatches", "4", "--update-epochs", "2"],
+        "divides_batch": "--num-minibatches",
+        "keys": ["losses/clipfrac", "ppo/minibatch_steps"],
+    },
+    "trpo.py": {
+        "tiny": ["--num-envs", "2", "--num-steps", "128", "--vf-num-minibatches", "4", "--vf-update-epochs", "2"],
+        "divides_batch": "--vf-num-minibatches",
+        "keys": ["trpo/kl_after_step", "trpo/surrogate_improvement", "trpo/line_search_backtracks",
+                 "trpo/step_accepted", "trpo/cg_residual"],
+    },
+}
+SCRIPT_NAMES = [name for name in SCRIPTS if os.path.exists(os.path.join(ROOT, name))]
+HELPER_ENVS = {"PYTHONPATH": os.path.join(ROOT, "tests")}
+
+
+def tiny(script):
+    return [*SCRIPTS[script]["tiny"], "--no-cuda"]
+
+
+def module(script):
+    return importlib.import_module(script[:-3])
+
+
+def run_dirs(output_dir):
+    return sorted(glob.glob(os.path.join(output_dir, "*")))
+
+
+def read_metrics(run_dir):
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def read_summary(run_dir):
+    with open(os.path.join(run_dir, "summary.json")) as f:
+        return json.load(f)
+
+
+def assert_ok(proc):
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+
+
+def assert_one_line_error(proc, code, needle):
+    assert proc.returncode == code, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and needle in errors[0], proc.stderr
+
+
+COMMON_KEYS = ["global_step", "time", "charts/episodic_return", "charts/episodic_length", "charts/SPS",
+               "charts/learning_rate", "losses/policy_loss", "losses/value_loss", "losses/entropy",
+               "losses/approx_kl", "losses/explained_variance", "eval/episodic_return"]
+
+
+@pytest.mark.parametrize("script", SCRIPT_NAMES)
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1", "Hopper-v4"])
+def test_smoke_run_writes_metrics_and_summary(run, tmp_path, script, env_id):
+    proc = run(script, "--env-id", env_id, "--total-timesteps", "512", "--eval-episodes", "1", *tiny(script))
+    assert_ok(proc)
+    (run_dir,) = run_dirs(tmp_path / "runs")
+    algo = script[:-3]
+    assert os.path.basename(run_dir).startswith(f"{env_id}__{algo}__1__")
+    records = read_metrics(run_dir)
+    keys = set().union(*records)
+    for key in COMMON_KEYS + SCRIPTS[script]["keys"]:
+        assert key in keys, key
+    steps = [r["global_step"] for r in records]
+    assert steps == sorted(steps) and max(steps) == 512
+    summary = read_summary(run_dir)
+    assert summary["algo"] == algo and summary["env_id"] == env_id and summary["seed"] == 1
+    assert summary["global_step"] == 512 and summary["total_timesteps"] == 512
+    assert summary["episodes"] == sum("charts/episodic_return" in r for r in records) > 0
+    assert summary["final_return_mean"] is not None and summary["sps"] > 0
+    assert "eval_return_mean" in summary and "eval_return_std" in summary
+    assert "done:" in proc.stdout and len(proc.stdout.splitlines()) < 20  # no line per episode
+
+
+@pytest.mark.parametrize("script", SCRIPT_NAMES)
+def test_lone_copy_runs_in_an_empty_folder(tmp_path, script):
+    lone = tmp_path / "elsewhere"
+    lone.mkdir()
+    shutil.copy(os.path.join(ROOT, script), lone / script)
+    proc = run_script(str(lone / script), ["--env-id", "CartPole-v1", "--total-timesteps", "256",
+                                           "--eval-episodes", "0", *tiny(script)], cwd=lone)
+    assert_ok(proc)
+    assert len(run_dirs(lone / "runs")) == 1
+    assert sorted(os.listdir(lone)) == ["runs", script]
+
+
+@pytest.mark.parametrize("script", SCRIPT_NAMES)
+def test_save_load_evaluate_round_trip(run, tmp_path, script):
+    first = tmp_path / "first"
+    proc = run(script, "--env-id", "Pendulum-v1", "--total-timesteps", "1024", "--save-model",
+               "--eval-episodes", "2", *tiny(script), output_dir=first)
+    assert_ok(proc)
+    (train_dir,) = run_dirs(first)
+    model_path = os.path.join(train_dir, "model.pt")
+    checkpoint = torch.load(model_path, weights_only=True)
+    assert checkpoint["agent"]["obs_rms.count"] > 1000  # normalization statistics are in the model
+    assert "optimizer" in checkpoint and "reward_rms" in checkpoint
+
+    second = tmp_path / "second"
+    proc = run(script, "--env-id", "Pendulum-v1", "--total-timesteps", "0", "--load-model", model_path,
+               "--save-model", "--eval-episodes", "2", "--no-cuda", output_dir=second)
+    assert_ok(proc)
+    (eval_dir,) = run_dirs(second)
+    # same weights, same frozen normalization, same evaluation seeds: the same returns
+    assert read_summary(eval_dir)["eval_return_mean"] == read_summary(train_dir)["eval_return_mean"]
+    reloaded = torch.load(os.path.join(eval_dir, "model.pt"), weights_only=True)
+    for key, value in checkpoint["agent"].items():
+        assert torch.equal(value, reloaded["agent"][key]), f"{key} changed during evaluation"
+
+    # training can continue from the checkpoint
+    proc = run(script, "--env-id", "Pendulum-v1", "--total-timesteps", "256", "--load-model", model_path,
+               "--eval-episodes", "0", *tiny(script), output_dir=tmp_path / "third")
+    assert_ok(proc)
+
+
+@pytest.mark.parametrize("script", SCRIPT_NAMES)
+def test_load_model_that_does_not_fit_is_a_one_line_error(run, tmp_path, script):
+    proc = run(script, "--env-id", "Pendulum-v1", "--total-timesteps", "256", "--save-model",
+               "--eval-episodes", "0", *tiny(script), output_dir=tmp_path / "a")
+    assert_ok(proc)
+    (train_dir,) = run_dirs(tmp_path / "a")
+    proc = run(script, "--env-id", "Hopper-v4", "--total-timesteps", "0", "--no-cuda",
+               "--load-model", os.path.join(train_dir, "model.pt"), output_dir=tmp_path / "b")
+    assert_one_line_error(proc, 2, "--load-model")
+    other = [s for s in SCRIPT_NAMES if s != script]
+    if other:  # a checkpoint of another algorithm
+        proc = run(other[0], "--env-id", "Pendulum-v1", "--total-timesteps", "0", "--no-cuda",
+                   "--load-model", os.path.join(train_dir, "model.pt"), output_dir=tmp_path / "c")
+        assert_one_line_error(proc, 2, "checkpoint")
+
+
+@pytest.mark.parametrize("script", SCRIPT_NAMES)
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_same_seed_same_metrics(run, tmp_path, script, env_id):
+    dirs = []
+    for name in ("a", "b"):
+        proc = run(script, "--env-id", env_id, "--total-timesteps", "768", "--seed", "7",
+                   "--eval-episodes", "1", *tiny(script), output_dir=tmp_path / name)
+        assert_ok(proc)
+        dirs += run_dirs(tmp_path / name)
+
+    def strip(records):
+        return [{k: v for k, v in r.items() if k not in ("time", "charts/SPS")} for r in records]
+
+    a, b = (strip(read_metrics(d)) for d in dirs)
+    assert any("charts/episodic_return" in r for r in a) and any("eval/episodic_return" in r for r in a)
+    assert a == b
+
+
+def bad_args(script):
+    return [
+        (["--env-id", "NoSuchEnv-v0"], "NoSuchEnv-v0"),
+        (["--env-id", "no_such_module:Foo-v0"], "no_such_module"),
+        (["--env-id", "helper_envs:DictObs-v0"], "observation space"),
+        (["--env-id", "helper_envs:ImageObs-v0"], "observation space"),
+        (["--env-id", "helper_envs:MultiDiscreteAction-v0"], "action space"),
+        ([SCRIPTS[script]["divides_batch"], "3"], SCRIPTS[script]["divides_batch"]),
+        (["--num-envs", "0"], "--num-envs"),
+        (["--gamma", "0"], "--gamma"),
+        (["--gae-lambda", "1.5"], "--gae-lambda"),
+        (["--total-timesteps", "0"], "--load-model"),
+        (["--load-model", "missing.pt"], "missing.pt"),
+        (["--total-timesteps", "100"], "smaller than one batch"),
+    ]
+
+
+BAD_CASES = [(script, args, needle) for script in SCRIPT_NAMES for args, needle in bad_args(script)]
+
+
+@pytest.mark.parametrize("script,args,needle", BAD_CASES, ids=[f"{s} {' '.join(a)}" for s, a, _ in BAD_CASES])
+def test_bad_input_is_a_one_line_error_with_exit_code_2(run, tmp_path, script, args, needle):
+    proc = run(script, "--no-cuda", *args, env_extra=HELPER_ENVS)
+    assert_one_line_error(proc, 2, needle)
+    assert not os.path.exists(tmp_path / "runs"), "no run directory for a run that never started"
+
+
+INVALID_FIELDS = {
+    "ppo.py": [("num_steps", 0), ("update_epochs", 0), ("learning_rate", 0.0), ("clip_coef", -0.1),
+               ("max_grad_norm", 0.0), ("target_kl", 0.0), ("ent_coef", -1.0)],
+    "trpo.py": [("num_steps", 0), ("max_kl", 0.0), ("cg_iters", 0), ("cg_damping", -0.1), ("backtrack_coef", 1.0),
+                ("backtrack_coef", 0.0), ("max_backtracks", 0), ("vf_learning_rate", 0.0), ("vf_update_epochs", 0)],
+}
+COMMON_INVALID = [("eval_episodes", -1), ("hidden_sizes", ()), ("hidden_sizes", (64, 0)), ("gamma", 1.01),
+                  ("total_timesteps", -5), ("torch_threads", 0)]
+INVALID = [(s, f, v) for s in SCRIPT_NAMES for f, v in INVALID_FIELDS[s] + COMMON_INVALID]
+
+
+@pytest.mark.parametrize("script,field,value", INVALID)
+def test_validate_args_rejects(script, field, value):
+    m = module(script)
+    with pytest.raises(m.ConfigError):
+        m.validate_args(m.Args(**{field: value}))
+
+
+@pytest.mark.parametrize("script", SCRIPT_NAMES)
+def test_validate_args_accepts_the_defaults(script):
+    m = module(script)
+    m.validate_args(m.Args())
+
+
+@pytest.mark.parametrize("script", SCRIPT_NAMES)
+def test_non_finite_loss_stops_training_with_a_clear_message(run, script):
+    proc = run(script, "--env-id", "helper_envs:NaNReward-v0", "--total-timesteps", "512", *tiny(script),
+               env_extra=HELPER_ENVS)
+    assert_one_line_error(proc, 1, "non-finite")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the warning is for machines without CUDA")
+@pytest.mark.parametrize("script", SCRIPT_NAMES)
+def test_cuda_flag_falls_back_to_cpu_with_one_warning(run, script):
+    proc = run(script, "--env-id", "CartPole-v1", "--total-timesteps", "256", "--eval-episodes", "0",
+               *SCRIPTS[script]["tiny"])
+    assert_ok(proc)
+    assert sum(line.startswith("warning:") and "CUDA" in line for line in proc.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("script", SCRIPT_NAMES)
+def test_capture_video_without_moviepy_is_a_one_line_error(run, script):
+    try:
+        import moviepy  # noqa: F401
+        pytest.skip("moviepy is installed")
+    except ImportError:
+        pass
+    proc = run(script, "--env-id", "CartPole-v1", "--capture-video", *tiny(script))
+    assert_one_line_error(proc, 2, "moviepy")
+
+
+@pytest.mark.parametrize("script", SCRIPT_NAMES)
+def test_wandb_tracking_works_offline(run, tmp_path, script):
+    proc = run(script, "--env-id", "CartPole-v1", "--total-timesteps", "256", "--eval-episodes", "0",
+               "--track", *tiny(script), env_extra={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
+    assert_ok(proc)
+    (run_dir,) = run_dirs(tmp_path / "runs")
+    assert os.path.isdir(os.path.join(run_dir, "wandb"))
+
+
+@pytest.mark.parametrize("script", SCRIPT_NAMES)
+def test_run_directories_are_never_reused(tmp_path, script):
+    m = module(script)
+    a = m.make_run_dir(str(tmp_path), "module:Env/v0", "x", 1)
+    b = m.make_run_dir(str(tmp_path), "module:Env/v0", "x", 1)
+    assert a[1] != b[1] and os.path.isdir(a[1]) and os.path.isdir(b[1])
+    assert ":" not in a[0] and "/" not in a[0]
+
+
+@pytest.mark.parametrize("script", SCRIPT_NAMES)
+def test_importing_runs_nothing(tmp_path, script):
+    proc = run_script("-c", [f"import sys; sys.path.insert(0, {ROOT!r}); import {script[:-3]}"], cwd=tmp_path)
+    assert_ok(proc)
+    assert proc.stdout == "" and os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("script", SCRIPT_NAMES)
+def test_every_flag_has_a_docstring(script):
+    tree = ast.parse(open(os.path.join(ROOT, script)).read())
+    (args_class,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Args"]
+    body = args_class.body
+    fields = [(i, n.target.id) for i, n in enumerate(body) if isinstance(n, ast.AnnAssign)]
+    for i, name in fields:
+        following = body[i + 1] if i + 1 < len(body) else None
+        assert isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant), name
+    help_text = run_script(os.path.join(ROOT, script), ["--help"], cwd=ROOT).stdout
+    for _, name in fields:
+        assert "--" + name.replace("_", "-") in help_text, name
+
+
+COMMON_FLAGS = ["--env-id", "--seed", "--total-timesteps", "--num-envs", "--cuda", "--no-cuda",
+                "--torch-deterministic", "--track", "--wandb-project-name", "--wandb-entity", "--capture-video",
+                "--save-model", "--load-model", "--eval-episodes", "--output-dir", "--exp-name"]
+
+
+@pytest.mark.parametrize("script", SCRIPT_NAMES)
+def test_common_command_line(script):
+    help_text = run_script(os.path.join(ROOT, script), ["--help"], cwd=ROOT).stdout
+    for flag in COMMON_FLAGS:
+        assert flag in help_text, flag

@@ -1,0 +1,251 @@
+"""trpo.py's math against slow, obviously-correct references."""
+
+import glob
+import json
+import math
+import os
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from torch.distributions import Categorical, Normal, kl_divergence
+
+import trpo
+
+SPACES = {"box": gym.spaces.Box(-1.0, 1.0, (2,)), "discrete": gym.spaces.Discrete(3)}
+
+
+def tiny_agent(kind, seed=0):
+    torch.manual_seed(seed)
+    agent = trpo.Agent(3, SPACES[kind], (4,), norm_obs=False, clip_obs=10.0).double()
+    if kind == "box":
+        with torch.no_grad():
+            agent.actor_logstd.copy_(torch.tensor([0.3, -0.2]))
+            agent.actor[-1].weight.mul_(50.0)  # a policy head far from zero, so KL curvature is not trivial
+    x = torch.randn(10, 3, dtype=torch.float64)
+    return agent, x
+
+
+def test_gaussian_and_categorical_kl_match_torch_distributions():
+    torch.manual_seed(0)
+    m0, m1, s0, s1 = torch.randn(5, 3), torch.randn(5, 3), torch.randn(3), torch.randn(3)
+    expected = kl_divergence(Normal(m0, s0.exp()), Normal(m1, s1.exp())).sum(-1)  # summed over action dims
+    torch.testing.assert_close(trpo.gaussian_kl(m0, s0, m1, s1), expected)
+    l0, l1 = torch.randn(5, 4), torch.randn(5, 4)
+    torch.testing.assert_close(trpo.categorical_kl(l0, l1), kl_divergence(Categorical(logits=l0), Categorical(logits=l1)))
+    assert trpo.gaussian_kl(m0, s0, m0, s0).abs().max() < 1e-6
+
+
+def reference_mean_kl(agent, x, old, theta):
+    """Mean KL(pi_0 || pi_theta) with theta written into a copy of the actor by plain tensor ops."""
+    first, last = agent.actor[0], agent.actor[-1]
+    shapes = [first.weight.shape, first.bias.shape, last.weight.shape, last.bias.shape]
+    pieces, offset = [], 0
+    for shape in shapes:
+        n = math.prod(shape)
+        pieces.append(theta[offset:offset + n].view(shape))
+        offset += n
+    w1, b1, w2, b2 = pieces
+    out = torch.tanh(x @ w1.T + b1) @ w2.T + b2
+    if agent.continuous:
+        log_std = theta[offset:]
+        return trpo.gaussian_kl(old[0], old[1], out, log_std).mean()
+    return trpo.categorical_kl(old[0], out).mean()
+
+
+@pytest.mark.parametrize("kind", ["box", "discrete"])
+def test_fisher_vector_product_equals_explicit_hessian_of_the_mean_kl(kind):
+    agent, x = tiny_agent(kind)
+    params = agent.policy_parameters()
+    theta0 = trpo.flat_params(params)
+    with torch.no_grad():
+        old = agent.policy_outputs(x)
+        old = (old[0].clone(), None if old[1] is None else old[1].clone())
+    actions = agent.sample(x)[0]
+
+    _, kl = agent.log_prob_and_kl(x, actions, old)
+    grad_kl = trpo.flat_grad(kl.mean(), params, create_graph=True)
+    hessian = torch.autograd.functional.hessian(lambda th: reference_mean_kl(agent, x, old, th), theta0)
+    assert hessian.shape == (len(theta0), len(theta0)) and hessian.abs().max() > 1e-3
+    for damping in (0.0, 0.1):
+        v = torch.randn(len(theta0), dtype=torch.float64)
+        fvp = trpo.fisher_vector_product(grad_kl, params, v, damping)
+        torch.testing.assert_close(fvp, hessian @ v + damping * v, rtol=1e-8, atol=1e-10)
+
+
+def test_kl_against_a_live_old_policy_has_no_curvature():
+    """Why pi_0 must be detached: KL(pi_theta || pi_theta) is 0 for every theta, so is its Hessian."""
+    agent, x = tiny_agent("box")
+    params = agent.policy_parameters()
+    live = agent.policy_outputs(x)  # not detached
+    _, kl = agent.log_prob_and_kl(x, agent.sample(x)[0].detach(), live)
+    grad_kl = trpo.flat_grad(kl.mean(), params, create_graph=True)
+    v = torch.randn(len(trpo.flat_params(params)), dtype=torch.float64)
+    assert trpo.fisher_vector_product(grad_kl, params, v, 0.0).abs().max() < 1e-10
+
+
+def test_conjugate_gradient_matches_a_direct_solve():
+    torch.manual_seed(0)
+    m = torch.randn(20, 20, dtype=torch.float64)
+    a = m @ m.T / 20 + torch.eye(20, dtype=torch.float64)  # symmetric positive definite
+    b = torch.randn(20, dtype=torch.float64)
+    calls = []
+    x, residual = trpo.conjugate_gradient(lambda v: calls.append(1) or a @ v, b, iters=40, residual_tol=1e-20)
+    torch.testing.assert_close(x, torch.linalg.solve(a, b), rtol=1e-6, atol=1e-8)
+    assert residual < 1e-6 and residual == pytest.approx(float((b - a @ x).norm()), abs=1e-6)
+    assert len(calls) <= 40
+    # a fixed budget is respected, and a few iterations already reduce the residual
+    calls.clear()
+    x5, residual5 = trpo.conjugate_gradient(lambda v: calls.append(1) or a @ v, b, iters=5)
+    assert len(calls) == 5 and residual5 < float(b.norm())
+    # an exact solution stops early: b in a 1-d eigenspace needs one iteration
+    calls.clear()
+    trpo.conjugate_gradient(lambda v: calls.append(1) or 3.0 * v, b, iters=10)
+    assert len(calls) == 1
+
+
+def test_max_step_size_reaches_the_trust_region_boundary_of_the_quadratic_model():
+    torch.manual_seed(0)
+    m = torch.randn(6, 6, dtype=torch.float64)
+    fisher = m @ m.T + torch.eye(6, dtype=torch.float64)
+    x = torch.randn(6, dtype=torch.float64)
+    delta = 0.01
+    beta = trpo.max_step_size(x @ fisher @ x, delta)
+    step = beta * x
+    assert (0.5 * step @ fisher @ step).item() == pytest.approx(delta, rel=1e-6)
+    assert torch.isfinite(trpo.max_step_size(torch.tensor(0.0), delta))  # epsilon-guarded
+
+
+def quadratic_problem(kl_scale, surrogate_fn):
+    """theta in R^2, KL = kl_scale * |theta - theta0|^2, surrogate given."""
+    theta0 = torch.tensor([1.0, -2.0], dtype=torch.float64)
+    seen = []
+
+    def evaluate(theta):
+        seen.append(theta.clone())
+        d = theta - theta0
+        return surrogate_fn(d), float(kl_scale * (d @ d))
+
+    return theta0, evaluate, seen
+
+
+def test_line_search_never_accepts_a_kl_above_delta():
+    theta0, evaluate, seen = quadratic_problem(1.0, lambda d: float(d.sum()))  # always improves
+    step = torch.tensor([0.3, 0.3], dtype=torch.float64)  # KL of the full step 0.18
+    theta, accepted, backtracks, surrogate, kl = trpo.line_search(evaluate, theta0, step, 0.0, 0.01, 0.5, 10)
+    assert accepted and kl <= 0.01
+    # the first candidate inside the region: 0.5^j * 0.3 * sqrt(2) <= 0.1  =>  j = 3
+    assert backtracks == 3 and torch.allclose(theta, theta0 + 0.125 * step)
+    assert all(evaluate(t)[1] > 0.01 for t in seen[:3])
+
+
+def test_line_search_never_accepts_a_worse_surrogate():
+    # within the trust region everywhere, but the surrogate only improves for small steps
+    theta0, evaluate, _ = quadratic_problem(1e-6, lambda d: float(d[0] - 10 * d[0] ** 2))
+    step = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    theta, accepted, backtracks, surrogate, kl = trpo.line_search(evaluate, theta0, step, 0.0, 0.01, 0.5, 10)
+    assert accepted and surrogate > 0.0
+    assert backtracks == 4  # 0.5^j < 0.1 first at j = 4
+
+
+def test_line_search_failure_returns_theta0_unchanged():
+    theta0, evaluate, seen = quadratic_problem(1.0, lambda d: -float(d @ d))  # never improves
+    before = theta0.clone()
+    theta, accepted, backtracks, surrogate, kl = trpo.line_search(
+        evaluate, theta0, torch.tensor([0.1, 0.1], dtype=torch.float64), 0.0, 0.01, 0.8, 7)
+    assert not accepted and backtracks == 7 and len(seen) == 7
+    assert torch.equal(theta, before) and surrogate == 0.0 and kl == 0.0
+
+
+def test_line_search_rejects_non_finite_candidates():
+    theta0, evaluate, _ = quadratic_problem(0.0, lambda d: float("nan"))
+    _, accepted, *_ = trpo.line_search(evaluate, theta0, torch.ones(2, dtype=torch.float64), -1.0, 0.01, 0.5, 3)
+    assert not accepted
+
+
+def batch(kind, seed=0):
+    agent, x = tiny_agent(kind, seed)
+    x = torch.randn(256, 3, dtype=torch.float64)
+    with torch.no_grad():
+        actions, logprobs = agent.sample(x)
+    advantages = torch.randn(256, dtype=torch.float64)
+    return agent, x, actions, logprobs, advantages
+
+
+@pytest.mark.parametrize("kind", ["box", "discrete"])
+def test_policy_update_stays_in_the_trust_region_and_improves_the_surrogate(kind):
+    agent, x, actions, logprobs, advantages = batch(kind)
+    critic_before = trpo.flat_params(list(agent.critic.parameters()))
+    stats = trpo.trpo_policy_update(agent, x, actions, logprobs, advantages, 0.01, 10, 0.1, 1e-10, 0.8, 10)
+    assert stats["step_accepted"] == 1.0
+    assert 0 < stats["kl_after_step"] <= 0.01 and stats["surrogate_improvement"] > 0
+    # the parameters the actor now holds are the accepted ones
+    with torch.no_grad():
+        old = agent.policy_outputs(x)
+    logprob_new, _ = agent.log_prob_entropy(x, actions)
+    assert trpo.surrogate_objective(logprob_new - logprobs, advantages).item() == pytest.approx(stats["surrogate"])
+    assert torch.equal(trpo.flat_params(list(agent.critic.parameters())), critic_before)  # theta is the actor only
+    assert old is not None
+
+
+@pytest.mark.parametrize("kind", ["box", "discrete"])
+def test_policy_update_restores_the_parameters_exactly_when_the_line_search_fails(kind, monkeypatch):
+    agent, x, actions, logprobs, advantages = batch(kind)
+    before = [p.detach().clone() for p in agent.policy_parameters()]
+    real_line_search = trpo.line_search
+    tried = []
+
+    def nothing_fits(evaluate, theta0, full_step, surrogate0, max_kl, decay, max_backtracks):
+        def recording(theta):
+            tried.append(theta)
+            return evaluate(theta)  # writes the candidate into the actor
+
+        return real_line_search(recording, theta0, full_step, surrogate0, -1.0, decay, max_backtracks)
+
+    monkeypatch.setattr(trpo, "line_search", nothing_fits)
+    stats = trpo.trpo_policy_update(agent, x, actions, logprobs, advantages, 0.01, 10, 0.1, 1e-10, 0.8, 5)
+    assert stats["step_accepted"] == 0.0 and stats["line_search_backtracks"] == 5 and len(tried) == 5
+    assert stats["kl_after_step"] == 0.0 and stats["surrogate_improvement"] == 0.0
+    for p, b in zip(agent.policy_parameters(), before):
+        assert torch.equal(p, b)
+
+
+def test_policy_update_refuses_a_non_finite_surrogate():
+    agent, x, actions, logprobs, advantages = batch("box")
+    before = trpo.flat_params(agent.policy_parameters())
+    with pytest.raises(trpo.TrainingError):
+        trpo.trpo_policy_update(agent, x, actions, logprobs, advantages * float("nan"), 0.01, 10, 0.1, 1e-10, 0.8, 10)
+    assert torch.equal(trpo.flat_params(agent.policy_parameters()), before)
+
+
+def test_every_logged_step_stays_within_max_kl_in_a_real_run(run, tmp_path):
+    proc = run("trpo.py", "--env-id", "Pendulum-v1", "--total-timesteps", "4096", "--num-envs", "2",
+               "--num-steps", "256", "--max-kl", "0.005", "--eval-episodes", "0", "--no-cuda")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (metrics,) = glob.glob(str(tmp_path / "runs" / "*" / "metrics.jsonl"))
+    steps = [json.loads(line) for line in open(metrics) if "trpo/kl_after_step" in line]
+    assert len(steps) == 8
+    for s in steps:
+        assert s["trpo/kl_after_step"] <= 0.005
+        assert s["trpo/step_accepted"] in (0.0, 1.0) and 0 <= s["trpo/line_search_backtracks"] <= 10
+        assert s["trpo/step_accepted"] == 0.0 or s["trpo/surrogate_improvement"] > 0
+    assert sum(s["trpo/step_accepted"] for s in steps) >= 6
+
+
+def test_surrogate_objective_is_the_importance_weighted_advantage():
+    logratio = torch.log(torch.tensor([0.5, 1.0, 2.0]))
+    advantages = torch.tensor([1.0, -2.0, 3.0])
+    assert trpo.surrogate_objective(logratio, advantages).item() == pytest.approx((0.5 - 2.0 + 6.0) / 3)
+
+
+def test_flat_params_round_trip_is_exact():
+    agent, _ = tiny_agent("box")
+    params = agent.policy_parameters()
+    theta = trpo.flat_params(params)
+    trpo.set_flat_params(params, torch.zeros_like(theta))
+    assert all((p == 0).all() for p in params)
+    trpo.set_flat_params(params, theta)
+    assert torch.equal(trpo.flat_params(params), theta)
+    assert len(theta) == sum(p.numel() for p in params) == 3 * 4 + 4 + 4 * 2 + 2 + 2
+    assert np.isfinite(theta.numpy()).all() and os.path.basename(trpo.__file__) == "trpo.py"
