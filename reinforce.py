@@ -134,7 +134,7 @@ class Args:
     """steps per environment per rollout; batch size = num_envs * num_steps (2048 by default)"""
     gamma: float = 0.99
     """discount factor, in (0, 1]"""
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-3
     """Adam learning rate of the policy"""
     update_epochs: int = 1
     """gradient steps on each batch (more than 1 reuses stale data: see the module docstring)"""

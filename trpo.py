@@ -142,7 +142,7 @@ class Args:
     """normalize advantages over the batch"""
     max_kl: float = 0.01
     """trust region size delta: the mean KL(pi_0 || pi_1) a step may reach"""
-    cg_iters: int = 15
+    cg_iters: int = 25
     """conjugate gradient iterations for F x = g"""
     cg_damping: float = 0.1
     """damping added to the Fisher matrix: (F + damping * I) x = g"""
@@ -154,7 +154,7 @@ class Args:
     """line search steps tried before the old policy is kept"""
     vf_learning_rate: float = 1e-3
     """Adam learning rate of the critic"""
-    vf_update_epochs: int = 10
+    vf_update_epochs: int = 20
     """critic epochs over each batch"""
     vf_num_minibatches: int = 16
     """critic minibatches per epoch; must divide the batch size"""

@@ -16,13 +16,15 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 
 import gymnasium as gym
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from run import commit, machine  # noqa: E402  (the harness beside this file)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ALGOS = ["ppo", "trpo", "reinforce"]
@@ -58,25 +60,10 @@ def training_sps(algo: str, env_id: str, timesteps: int, extra: list[str]) -> fl
             return float(json.load(f)["sps"])
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+def platform_text() -> str:
+    import platform
 
-
-def commit() -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
-        return sha + ("+uncommitted changes" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    return f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
 def main() -> None:
@@ -107,7 +94,7 @@ def main() -> None:
         f"- env: `{args.env_id}`; training: {args.timesteps} steps per script with its default flags"
         + (f" plus `{' '.join(args.extra)}`" if args.extra else "") + ", `--no-cuda`, one torch thread",
         "- raw: one `gym.make` env, random actions, resets included, mean of a measurement before and after training",
-        f"- commit `{commit()}`, {datetime.date.today().isoformat()}, {machine()}",
+        f"- commit `{commit()}`, {datetime.date.today().isoformat()}, {machine()}, {platform_text()}",
         f"- command: `python benchmarks/speed.py {' '.join(sys.argv[1:])}`".rstrip() + "",
         "",
         "| script | raw env steps/s | training steps/s | ratio |",
