@@ -191,13 +191,29 @@ def bad_args(script):
 
 
 BAD_CASES = [(script, args, needle) for script in SCRIPT_NAMES for args, needle in bad_args(script)]
+# the exit path (one stderr line, exit code 2, no run directory) is checked in a subprocess for a few
+# cases per script; every case is checked in-process through main(), which must raise ConfigError
+EXIT_PATH_CASES = [case for case in BAD_CASES if case[1][0] in ("--env-id", "--load-model")
+                   or case[1][0] == SCRIPTS[case[0]]["divides_batch"]]
 
 
-@pytest.mark.parametrize("script,args,needle", BAD_CASES, ids=[f"{s} {' '.join(a)}" for s, a, _ in BAD_CASES])
+@pytest.mark.parametrize("script,args,needle", EXIT_PATH_CASES, ids=[f"{s} {' '.join(a)}" for s, a, _ in EXIT_PATH_CASES])
 def test_bad_input_is_a_one_line_error_with_exit_code_2(run, tmp_path, script, args, needle):
     proc = run(script, "--no-cuda", *args, env_extra=HELPER_ENVS)
     assert_one_line_error(proc, 2, needle)
     assert not os.path.exists(tmp_path / "runs"), "no run directory for a run that never started"
+
+
+@pytest.mark.parametrize("script,args,needle", BAD_CASES, ids=[f"{s} {' '.join(a)}" for s, a, _ in BAD_CASES])
+def test_bad_input_raises_config_error_before_any_work(tmp_path, monkeypatch, script, args, needle):
+    import tyro
+
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "tests"))
+    m = module(script)
+    cli = tyro.cli(m.Args, args=["--no-cuda", "--output-dir", str(tmp_path / "runs"), *args])
+    with pytest.raises(m.ConfigError, match=needle.replace("(", "\\(")):
+        m.main(cli)
+    assert not os.path.exists(tmp_path / "runs")
 
 
 INVALID_FIELDS = {
