@@ -120,7 +120,7 @@ class Args:
     """gymnasium id, also `module:EnvName-vN` to import the module that registers it"""
     total_timesteps: int = 1_000_000
     """environment steps to train for (all environments together)"""
-    num_envs: int = 8
+    num_envs: int = 2
     """parallel environments (gymnasium SyncVectorEnv, stepped in this process)"""
     norm_obs: Optional[bool] = None
     """running observation normalization; default: on for Box actions, off for Discrete"""
@@ -132,8 +132,9 @@ class Args:
     """scaled rewards are clipped to [-clip_reward, clip_reward]"""
 
     # Algorithm
-    num_steps: int = 256
-    """steps per environment per rollout; batch size = num_envs * num_steps (2048 by default)"""
+    num_steps: int = 1024
+    """steps per environment per rollout; batch size = num_envs * num_steps (2048 by default);
+    long rollouts leave fewer episodes cut at the batch end for the critic to bootstrap"""
     gamma: float = 0.99
     """discount factor, in (0, 1]"""
     gae_lambda: float = 0.95
