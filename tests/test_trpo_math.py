@@ -3,10 +3,8 @@
 import glob
 import json
 import math
-import os
 
 import gymnasium as gym
-import numpy as np
 import pytest
 import torch
 from torch.distributions import Categorical, Normal, kl_divergence
@@ -182,11 +180,9 @@ def test_policy_update_stays_in_the_trust_region_and_improves_the_surrogate(kind
     assert 0 < stats["kl_after_step"] <= 0.01 and stats["surrogate_improvement"] > 0
     # the parameters the actor now holds are the accepted ones
     with torch.no_grad():
-        old = agent.policy_outputs(x)
-    logprob_new, _ = agent.log_prob_entropy(x, actions)
+        logprob_new, _ = agent.log_prob_entropy(x, actions)
     assert trpo.surrogate_objective(logprob_new - logprobs, advantages).item() == pytest.approx(stats["surrogate"])
     assert torch.equal(trpo.flat_params(list(agent.critic.parameters())), critic_before)  # theta is the actor only
-    assert old is not None
 
 
 @pytest.mark.parametrize("kind", ["box", "discrete"])
@@ -248,4 +244,3 @@ def test_flat_params_round_trip_is_exact():
     trpo.set_flat_params(params, theta)
     assert torch.equal(trpo.flat_params(params), theta)
     assert len(theta) == sum(p.numel() for p in params) == 3 * 4 + 4 + 4 * 2 + 2 + 2
-    assert np.isfinite(theta.numpy()).all() and os.path.basename(trpo.__file__) == "trpo.py"
