@@ -218,13 +218,18 @@ def make_vector_env(env_id: str, num_envs: int) -> gym.vector.SyncVectorEnv:
     )
 
 
+def first_line(error: Exception) -> str:
+    """The first line of an exception's message (or its type), for one-line errors."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def check_env(env_id: str) -> tuple[gym.spaces.Box, gym.spaces.Space]:
     """Build the env once to turn an unknown id or an unsupported space into a ConfigError."""
     try:
         env = gym.make(env_id)
     except Exception as e:  # gymnasium raises several error types (NameNotFound, ImportError, ...)
-        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"cannot make environment {env_id!r}: {message}") from None
+        raise ConfigError(f"cannot make environment {env_id!r}: {first_line(e)}") from None
     obs_space, act_space = env.observation_space, env.action_space
     env.close()
     if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
@@ -248,8 +253,7 @@ def check_video(env_id: str) -> None:
         frame = env.render()
         env.close()
     except Exception as e:
-        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"--capture-video: {env_id} cannot render ({message}); for MuJoCo try MUJOCO_GL=egl") from None
+        raise ConfigError(f"--capture-video: {env_id} cannot render ({first_line(e)}); for MuJoCo try MUJOCO_GL=egl") from None
     if frame is None:
         raise ConfigError(f"--capture-video: {env_id} returned no frame in rgb_array mode")
 
