@@ -47,7 +47,8 @@ Implementation details (numbers as in Huang et al., "The 37 Implementation Detai
 9. Box-action environments by default: running observation normalization (clipped to +-10) and
    reward scaling by the running std of the discounted return (clipped to +-10). Observation
    statistics are frozen during a rollout, so pi_0 is one fixed function over the batch, and updated
-   from the batch afterwards. They are part of the model: saved in `model.pt`, frozen in evaluation.
+   from the batch afterwards. The rollout only samples actions; log pi_0(a|s) and V(s) of the whole
+   batch are computed in one pass after it. They are part of the model: saved in `model.pt`, frozen in evaluation.
 10. Diagnostics measured after the update they describe: approx_kl and clipfrac of the final
     policy against pi_0 over the whole batch, explained variance of the value targets.
 
@@ -139,8 +140,9 @@ class Args:
     """discount factor, in (0, 1]"""
     gae_lambda: float = 0.95
     """GAE lambda, in (0, 1]"""
-    num_minibatches: int = 32
-    """minibatches per epoch; must divide the batch size"""
+    num_minibatches: int = 16
+    """minibatches per epoch; must divide the batch size (default 16 of 128: half of CleanRL's 32 x 64
+    optimizer steps, which dominate the run time; README compares the two)"""
     update_epochs: int = 10
     """passes over each batch"""
     norm_adv: bool = True
@@ -360,14 +362,12 @@ class Agent(nn.Module):
         """V(s) for normalized observations x: shape (batch,)."""
         return self.critic(x).squeeze(-1)
 
-    def sample(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """a ~ pi(.|s) and log pi(a|s) for normalized observations x."""
+    def sample(self, x: torch.Tensor) -> torch.Tensor:
+        """a ~ pi(.|s) for normalized observations x (log pi(a|s) comes from `log_prob_entropy`)."""
         out = self.actor(x)
         if self.continuous:
-            action = out + self.actor_logstd.exp() * torch.randn_like(out)
-            return action, gaussian_log_prob(out, self.actor_logstd, action)
-        action = torch.multinomial(out.softmax(-1), 1).squeeze(-1)
-        return action, categorical_log_prob(out, action)
+            return out + self.actor_logstd.exp() * torch.randn_like(out)
+        return torch.multinomial(out.softmax(-1), 1).squeeze(-1)
 
     def log_prob_entropy(self, x: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """log pi(a|s), shape (batch,), and the entropy H[pi(.|s)], shape (batch,) or () for the
@@ -621,7 +621,8 @@ def main(args: Args) -> dict:
 
     obs_dim = obs_space.shape[0]
     agent = Agent(obs_dim, action_space, args.hidden_sizes, norm_obs, args.clip_obs).to(device)
-    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
+    parameters = list(agent.parameters())
+    optimizer = torch.optim.Adam(parameters, lr=args.learning_rate, eps=1e-5, fused=True)
     reward_rms = RunningMeanStd(())
     if args.load_model:
         load_checkpoint(args.load_model, agent, optimizer, reward_rms, device)
@@ -650,8 +651,6 @@ def main(args: Args) -> dict:
     # host until the rollout is over and then moves once.
     obs = torch.zeros((T, N, obs_dim), device=device)
     actions = torch.zeros((T, N, *action_shape), device=device, dtype=torch.float32 if continuous else torch.long)
-    logprobs = torch.zeros((T, N), device=device)
-    values = torch.zeros((T, N), device=device)
     final_values = torch.zeros((T, N), device=device)
     raw_obs = np.zeros((T, N, obs_dim), dtype=np.float32)
     rewards = np.zeros((T, N), dtype=np.float64)
@@ -682,8 +681,7 @@ def main(args: Args) -> dict:
             raw_obs[step] = next_obs
             with torch.no_grad():
                 x = agent.normalize(torch.as_tensor(next_obs, dtype=torch.float32, device=device))
-                action, logprobs[step] = agent.sample(x)
-                values[step] = agent.value(x)
+                action = agent.sample(x)
             obs[step] = x
             actions[step] = action
             env_action = action.cpu().numpy()
@@ -721,6 +719,9 @@ def main(args: Args) -> dict:
         else:
             train_rewards = rewards
         with torch.no_grad():
+            # pi_0 and V did not change during the rollout: log pi_0(a|s) and V(s) in one pass over the batch
+            logprobs = agent.log_prob_entropy(obs.reshape(-1, obs_dim), actions.reshape(-1, *action_shape))[0].view(T, N)
+            values = agent.value(obs.reshape(-1, obs_dim)).view(T, N)
             last_value = agent.value(agent.normalize(torch.as_tensor(next_obs, dtype=torch.float32, device=device)))
             b_terminations = torch.as_tensor(terminations, dtype=torch.float32, device=device)
             b_dones = torch.as_tensor(dones, device=device)
@@ -766,7 +767,7 @@ def main(args: Args) -> dict:
                     )
                 optimizer.zero_grad(set_to_none=False)  # zero in place: no new gradient tensors per step
                 loss.backward()
-                nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
+                nn.utils.clip_grad_norm_(parameters, args.max_grad_norm)
                 optimizer.step()
                 policy_losses.append(pg_loss.detach())
                 value_losses.append(v_loss.detach())

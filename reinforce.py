@@ -349,14 +349,12 @@ class Agent(nn.Module):
         """V(s) for normalized observations x: shape (batch,)."""
         return self.critic(x).squeeze(-1)
 
-    def sample(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """a ~ pi(.|s) and log pi(a|s) for normalized observations x."""
+    def sample(self, x: torch.Tensor) -> torch.Tensor:
+        """a ~ pi(.|s) for normalized observations x (log pi(a|s) comes from `log_prob_entropy`)."""
         out = self.actor(x)
         if self.continuous:
-            action = out + self.actor_logstd.exp() * torch.randn_like(out)
-            return action, gaussian_log_prob(out, self.actor_logstd, action)
-        action = torch.multinomial(out.softmax(-1), 1).squeeze(-1)
-        return action, categorical_log_prob(out, action)
+            return out + self.actor_logstd.exp() * torch.randn_like(out)
+        return torch.multinomial(out.softmax(-1), 1).squeeze(-1)
 
     def log_prob_entropy(self, x: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """log pi(a|s), shape (batch,), and the entropy H[pi(.|s)], shape (batch,) or () for the
@@ -620,8 +618,6 @@ def main(args: Args) -> dict:
     # host until the rollout is over and then moves once.
     obs = torch.zeros((T, N, obs_dim), device=device)
     actions = torch.zeros((T, N, *action_shape), device=device, dtype=torch.float32 if continuous else torch.long)
-    logprobs = torch.zeros((T, N), device=device)
-    values = torch.zeros((T, N), device=device)
     final_values = torch.zeros((T, N), device=device)
     raw_obs = np.zeros((T, N, obs_dim), dtype=np.float32)
     rewards = np.zeros((T, N), dtype=np.float64)
@@ -648,8 +644,7 @@ def main(args: Args) -> dict:
             raw_obs[step] = next_obs
             with torch.no_grad():
                 x = agent.normalize(torch.as_tensor(next_obs, dtype=torch.float32, device=device))
-                action, logprobs[step] = agent.sample(x)
-                values[step] = agent.value(x)
+                action = agent.sample(x)
             obs[step] = x
             actions[step] = action
             env_action = action.cpu().numpy()
@@ -687,6 +682,9 @@ def main(args: Args) -> dict:
         else:
             train_rewards = rewards
         with torch.no_grad():
+            # pi_0 and V did not change during the rollout: log pi_0(a|s) and V(s) in one pass over the batch
+            logprobs = agent.log_prob_entropy(obs.reshape(-1, obs_dim), actions.reshape(-1, *action_shape))[0].view(T, N)
+            values = agent.value(obs.reshape(-1, obs_dim)).view(T, N)
             last_value = agent.value(agent.normalize(torch.as_tensor(next_obs, dtype=torch.float32, device=device)))
             b_terminations = torch.as_tensor(terminations, dtype=torch.float32, device=device)
             b_dones = torch.as_tensor(dones, device=device)

@@ -60,7 +60,7 @@ def test_fisher_vector_product_equals_explicit_hessian_of_the_mean_kl(kind):
     with torch.no_grad():
         old = agent.policy_outputs(x)
         old = (old[0].clone(), None if old[1] is None else old[1].clone())
-    actions = agent.sample(x)[0]
+    actions = agent.sample(x)
 
     _, kl = agent.log_prob_and_kl(x, actions, old)
     grad_kl = trpo.flat_grad(kl.mean(), params, create_graph=True)
@@ -77,7 +77,7 @@ def test_kl_against_a_live_old_policy_has_no_curvature():
     agent, x = tiny_agent("box")
     params = agent.policy_parameters()
     live = agent.policy_outputs(x)  # not detached
-    _, kl = agent.log_prob_and_kl(x, agent.sample(x)[0].detach(), live)
+    _, kl = agent.log_prob_and_kl(x, agent.sample(x).detach(), live)
     grad_kl = trpo.flat_grad(kl.mean(), params, create_graph=True)
     v = torch.randn(len(trpo.flat_params(params)), dtype=torch.float64)
     assert trpo.fisher_vector_product(grad_kl, params, v, 0.0).abs().max() < 1e-10
@@ -166,7 +166,8 @@ def batch(kind, seed=0):
     agent, x = tiny_agent(kind, seed)
     x = torch.randn(256, 3, dtype=torch.float64)
     with torch.no_grad():
-        actions, logprobs = agent.sample(x)
+        actions = agent.sample(x)
+        logprobs, _ = agent.log_prob_entropy(x, actions)
     advantages = torch.randn(256, dtype=torch.float64)
     return agent, x, actions, logprobs, advantages
 
