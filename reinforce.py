@@ -718,11 +718,13 @@ def main(args: Args) -> dict:
         # ---- 4. Critic: minibatch regression of V(s) on the returns, with its own optimizer -------
         value_losses = []
         for epoch in range(args.vf_update_epochs):
+            # shuffle once per epoch; minibatches are consecutive slices of the shuffled batch
             perm = torch.randperm(batch_size, device=device)
+            e_obs, e_returns = b_obs[perm], b_returns[perm]
             for start in range(0, batch_size, minibatch_size):
-                mb = perm[start:start + minibatch_size]
+                mb = slice(start, start + minibatch_size)
                 # L_V = 0.5 * mean[(V(s) - R)^2]
-                v_loss = 0.5 * (agent.value(b_obs[mb]) - b_returns[mb]).square().mean()
+                v_loss = 0.5 * (agent.value(e_obs[mb]) - e_returns[mb]).square().mean()
                 if not torch.isfinite(v_loss):
                     raise TrainingError(f"non-finite value loss at update {update}, global step {global_step}; "
                                         "stopped before training on it")
