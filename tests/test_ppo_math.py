@@ -208,3 +208,35 @@ def test_running_mean_std_equals_batch_statistics():
     normalized = rms.normalize(torch.as_tensor(data), clip=10.0)
     np.testing.assert_allclose(normalized.mean(0).numpy(), 0.0, atol=1e-8)
     assert rms.normalize(torch.full((1, 4), 1e6, dtype=torch.float64), clip=5.0).max().item() == 5.0
+
+
+def test_flat_grad_buffer_holds_the_gradient_and_clipping_matches_torch():
+    """After buffer.zero_() and backward(), every .grad is still a view into the buffer and equals the
+    gradient of a separate copy of the model; clip_grad_norm equals torch's clip_grad_norm_."""
+    import copy
+
+    torch.manual_seed(0)
+    agent = ppo.Agent(4, gym.spaces.Box(-1, 1, (2,)), (8, 8), norm_obs=False, clip_obs=10.0)
+    reference = copy.deepcopy(agent)
+    params, ref_params = list(agent.parameters()), list(reference.parameters())
+    buffer = ppo.flat_grad_buffer(params)
+    x, a = torch.randn(16, 4), torch.randn(16, 2)
+
+    def loss_of(model):
+        logprob, _ = model.log_prob_entropy(x, a)
+        return -(logprob * torch.randn(16, generator=torch.Generator().manual_seed(1))).mean() + model.value(x).square().mean()
+
+    for _ in range(2):  # the second pass must not accumulate onto the first
+        buffer.zero_()
+        loss_of(agent).backward()
+    for p in params:
+        assert p.grad.untyped_storage().data_ptr() == buffer.untyped_storage().data_ptr()
+    reference.zero_grad()
+    loss_of(reference).backward()
+    torch.testing.assert_close(buffer, torch.cat([p.grad.flatten() for p in ref_params]))
+
+    for max_norm in (1e-3, 1e3):  # clipped, and left alone
+        expected_norm = torch.nn.utils.clip_grad_norm_(ref_params, max_norm)
+        norm = ppo.clip_grad_norm(buffer, max_norm)
+        torch.testing.assert_close(norm, expected_norm)
+        torch.testing.assert_close(buffer, torch.cat([p.grad.flatten() for p in ref_params]))
