@@ -48,8 +48,9 @@ Implementation details (numbers as in Huang et al., "The 37 Implementation Detai
 9. Box-action environments by default: running observation normalization (clipped to +-10) and
    reward scaling by the running std of the discounted return (clipped to +-10). Observation
    statistics are frozen during a rollout, so pi_0 is one fixed function over the batch, and updated
-   from the batch afterwards. The rollout only samples actions; log pi_0(a|s) and V(s) of the whole
-   batch are computed in one pass after it. They are part of the model: saved in `model.pt`, frozen in evaluation.
+   from the batch afterwards. They are part of the model: saved in `model.pt`, frozen in evaluation.
+   The rollout itself only samples actions; log pi_0(a|s) and V(s) of the whole batch are computed
+   in one pass after it.
 10. Diagnostics measured after the update they describe: approx_kl and clipfrac of the final
     policy against pi_0 over the whole batch, explained variance of the value targets.
 

@@ -49,6 +49,8 @@ Implementation details
    reward scaling by the running std of the discounted return (clipped to +-10). Observation
    statistics are frozen during a rollout and updated from the batch afterwards; they are part of
    the model: saved in `model.pt`, frozen in evaluation.
+   The rollout itself only samples actions; log pi_0(a|s) and V(s) of the whole batch are computed
+   in one pass after it.
 7. Logged per update, after it: the policy gradient's norm, KL(pi_before || pi_after) by the
    (r - 1) - log r estimator, entropy, the critic's loss and explained variance.
 

@@ -50,6 +50,8 @@ Implementation details
    reward scaling by the running std of the discounted return (clipped to +-10). Observation
    statistics are frozen during a rollout and updated from the batch afterwards; they are part of
    the model: saved in `model.pt`, frozen in evaluation.
+   The rollout itself only samples actions; log pi_0(a|s) and V(s) of the whole batch are computed
+   in one pass after it.
 8. Logged per update, after the step: the KL actually taken, the surrogate improvement, the number
    of backtracks, whether a step was accepted, the final CG residual, approx_kl ((r - 1) - log r),
    and the critic's loss and explained variance.
