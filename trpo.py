@@ -122,7 +122,7 @@ class Args:
     """gymnasium id, also `module:EnvName-vN` to import the module that registers it"""
     total_timesteps: int = 1_000_000
     """environment steps to train for (all environments together)"""
-    num_envs: int = 2
+    num_envs: int = 8
     """parallel environments (gymnasium SyncVectorEnv, stepped in this process)"""
     norm_obs: Optional[bool] = None
     """running observation normalization; default: on for Box actions, off for Discrete"""
@@ -134,9 +134,8 @@ class Args:
     """scaled rewards are clipped to [-clip_reward, clip_reward]"""
 
     # Algorithm
-    num_steps: int = 1024
-    """steps per environment per rollout; batch size = num_envs * num_steps (2048 by default);
-    long rollouts leave fewer episodes cut at the batch end for the critic to bootstrap"""
+    num_steps: int = 256
+    """steps per environment per rollout; batch size = num_envs * num_steps (2048 by default)"""
     gamma: float = 0.99
     """discount factor, in (0, 1]"""
     gae_lambda: float = 0.95
@@ -145,8 +144,8 @@ class Args:
     """normalize advantages over the batch"""
     max_kl: float = 0.01
     """trust region size delta: the mean KL(pi_0 || pi_1) a step may reach"""
-    cg_iters: int = 25
-    """conjugate gradient iterations for F x = g"""
+    cg_iters: int = 10
+    """conjugate gradient iterations for F x = g (at most; each costs one Fisher-vector product)"""
     cg_damping: float = 0.1
     """damping added to the Fisher matrix: (F + damping * I) x = g"""
     cg_residual_tol: float = 1e-10
@@ -901,7 +900,7 @@ def main(args: Args) -> dict:
                 if not torch.isfinite(v_loss):
                     raise TrainingError(f"non-finite value loss at update {update}, global step {global_step}; "
                                         "stopped before training on it")
-                optimizer.zero_grad(set_to_none=False)
+                optimizer.zero_grad()  # grads to None: backward writes them fresh, nothing to zero
                 v_loss.backward()
                 optimizer.step()
                 value_losses.append(v_loss.detach())
