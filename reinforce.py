@@ -711,7 +711,7 @@ def main(args: Args) -> dict:
             if not torch.isfinite(pg_loss):
                 raise TrainingError(f"non-finite policy loss at update {update}, global step {global_step}; "
                                     "stopped before training on it")
-            policy_optimizer.zero_grad(set_to_none=False)
+            policy_optimizer.zero_grad()
             pg_loss.backward()
             grad_norms.append(nn.utils.clip_grad_norm_(policy_params, args.max_grad_norm))
             policy_optimizer.step()
@@ -730,7 +730,7 @@ def main(args: Args) -> dict:
                 if not torch.isfinite(v_loss):
                     raise TrainingError(f"non-finite value loss at update {update}, global step {global_step}; "
                                         "stopped before training on it")
-                critic_optimizer.zero_grad(set_to_none=False)
+                critic_optimizer.zero_grad()  # grads to None: backward writes them fresh, nothing to zero
                 v_loss.backward()
                 critic_optimizer.step()
                 value_losses.append(v_loss.detach())
