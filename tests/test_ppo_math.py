@@ -1,5 +1,6 @@
 """ppo.py's math against slow, obviously-correct references."""
 
+import copy
 import math
 
 import gymnasium as gym
@@ -213,8 +214,6 @@ def test_running_mean_std_equals_batch_statistics():
 def test_flat_grad_buffer_holds_the_gradient_and_clipping_matches_torch():
     """After buffer.zero_() and backward(), every .grad is still a view into the buffer and equals the
     gradient of a separate copy of the model; clip_grad_norm equals torch's clip_grad_norm_."""
-    import copy
-
     torch.manual_seed(0)
     agent = ppo.Agent(4, gym.spaces.Box(-1, 1, (2,)), (8, 8), norm_obs=False, clip_obs=10.0)
     reference = copy.deepcopy(agent)
