@@ -29,6 +29,35 @@ Repeat until `--total-timesteps` environment steps have been taken:
 3. Fit the critic V to the returns A_0 + V_0 with Adam for a few epochs of minibatches.
 4. Throw the batch away and collect fresh data with the updated policy.
 
+The trust region holds end to end
+---------------------------------
+The promise is about the policies that act: pi_0, which collected batch k, and pi_1, which collects
+batch k+1, are within delta of each other in mean KL over batch k's states, as functions of the *raw*
+observation. Observation normalization is part of the policy, so updating its running statistics
+changes the function pi computes even where theta does not move: late in InvertedPendulum-v4 that
+change alone was measured at 1.2-1.4x delta per update, on top of a step that uses all of delta, and
+the policy collapsed from a return of 1000 to under 150. Two things close that gap:
+   a. The statistics update preserves the function (after the first batch, which replaces the
+      placeholder statistics mean 0, std 1, so that the networks keep the scale their initialization
+      assumes): the first layer of the actor and of the critic is rewritten as W' = W diag(s_1 / s_0),
+      b' = b + W (m_1 - m_0) / s_0, so that W' x_1 + b' = W x_0 + b for x_i = (s - m_i) / s_i. The
+      outputs on every raw observation stay the same, except where the +-clip binds.
+   b. The KL of the line search is measured against pi_0's distribution parameters as they were
+      stored when the batch was collected, on the batch's raw observations. The accepted step's KL is
+      the total change between the two acting policies: the statistics update included, whatever the
+      clip did, and `charts/normalizer_kl` logs the part the statistics update alone caused.
+Updating the statistics before the step and only measuring (b without a) was not taken: when the
+statistics alone move the policy by more than delta, as measured above, no step can be accepted and
+the policy still moves by more than delta.
+
+What the trust region does not do: once every episode reaches the time limit, the advantages carry
+little signal (the returns differ only by the critic's errors and the reward noise), yet they are
+normalized to unit variance and the step is scaled to reach the region's boundary, so the policy
+still moves by about delta every update, in a direction that is largely noise. The trust region
+bounds how far each such step goes, not whether it is worth taking, and a long run on a task it has
+solved can drift away from the solution. No guard against this is built in; a smaller `--max-kl`
+slows the drift, and `trpo/surrogate_improvement` shows when the steps stop paying.
+
 Implementation details
 ----------------------
 1. Vectorized environments (gymnasium 1.x `SyncVectorEnv`) in SAME_STEP autoreset mode: when an
@@ -48,13 +77,14 @@ Implementation details
    size is guarded by a small epsilon; CG starts from x = 0 and stops early on a small residual.
 7. Box-action environments by default: running observation normalization (clipped to +-10) and
    reward scaling by the running std of the discounted return (clipped to +-10). Observation
-   statistics are frozen during a rollout and updated from the batch afterwards; they are part of
-   the model: saved in `model.pt`, frozen in evaluation.
-   The rollout itself only samples actions; log pi_0(a|s) and V(s) of the whole batch are computed
-   in one pass after it.
-8. Logged per update, after the step: the KL actually taken, the surrogate improvement, the number
-   of backtracks, whether a step was accepted, the final CG residual, approx_kl ((r - 1) - log r),
-   and the critic's loss and explained variance.
+   statistics are frozen during a rollout and updated from the batch after it, function-preserving
+   as above; they are part of the model: saved in `model.pt`, frozen in evaluation. Every network
+   takes raw observations and normalizes them itself.
+8. Logged per update: `trpo/kl_after_step`, the KL between the acting policies before and after
+   the update; the surrogate improvement, the first-order improvement g . (theta_1 - theta_0) the
+   step taken was expected to bring, the number of backtracks, whether a step was accepted, the
+   final CG residual, approx_kl ((r - 1) - log r), `charts/normalizer_kl`, and the critic's loss
+   and explained variance.
 
 Usage: python trpo.py --env-id Hopper-v4      python trpo.py --help
 """
@@ -70,7 +100,7 @@ import sys
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 import gymnasium as gym
 import numpy as np
@@ -297,10 +327,13 @@ class RunningMeanStd(nn.Module):
         self.var.copy_(m2 / total)
         self.count.copy_(total)
 
-    def normalize(self, x: torch.Tensor, clip: float, eps: float = 1e-8) -> torch.Tensor:
-        """(x - mean) / sqrt(var + eps), clipped to [-clip, clip], in x's dtype."""
-        mean, std = self.mean.to(x.dtype), (self.var + eps).sqrt().to(x.dtype)
-        return ((x - mean) / std).clamp(-clip, clip)
+    def std(self, eps: float = 1e-8) -> torch.Tensor:
+        """sqrt(var + eps), the divisor of `normalize`."""
+        return (self.var + eps).sqrt()
+
+    def normalize(self, x: torch.Tensor, clip: float) -> torch.Tensor:
+        """(x - mean) / std, clipped to [-clip, clip], in x's dtype."""
+        return ((x - self.mean.to(x.dtype)) / self.std().to(x.dtype)).clamp(-clip, clip)
 
 
 def discounted_returns_stream(
@@ -337,8 +370,17 @@ def mlp(sizes: list[int], out_std: float) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+class PolicyDist(NamedTuple):
+    """The parameters of pi(.|s) for a batch of states: (mean, log_std) of a diagonal Gaussian for
+    Box actions, (logits, None) of a categorical for Discrete actions."""
+
+    out: torch.Tensor
+    log_std: Optional[torch.Tensor]
+
+
 class Agent(nn.Module):
-    """Separate actor and critic; the observation normalizer is part of the model.
+    """Separate actor and critic; the observation normalizer is part of the model, so every method
+    takes raw observations.
 
     Box actions: the actor outputs the Gaussian mean, `actor_logstd` is a state-independent
     parameter. Discrete actions: the actor outputs the categorical logits.
@@ -357,49 +399,46 @@ class Agent(nn.Module):
             self.actor_logstd = nn.Parameter(torch.zeros(act_dim))
 
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        """The networks' input for raw observations."""
         return self.obs_rms.normalize(obs, self.clip_obs) if self.norm_obs else obs
 
-    def value(self, x: torch.Tensor) -> torch.Tensor:
-        """V(s) for normalized observations x: shape (batch,)."""
-        return self.critic(x).squeeze(-1)
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """V(s): shape (batch,)."""
+        return self.critic(self.normalize(obs)).squeeze(-1)
 
-    def sample(self, x: torch.Tensor) -> torch.Tensor:
-        """a ~ pi(.|s) for normalized observations x (log pi(a|s) comes from `log_prob_entropy`)."""
-        out = self.actor(x)
-        if self.continuous:
-            return out + self.actor_logstd.exp() * torch.randn_like(out)
+    def dist(self, obs: torch.Tensor) -> PolicyDist:
+        """pi(.|s)'s parameters; the one way the policy is evaluated."""
+        out = self.actor(self.normalize(obs))
+        return PolicyDist(out, self.actor_logstd if self.continuous else None)
+
+    def sample(self, obs: torch.Tensor) -> torch.Tensor:
+        """a ~ pi(.|s)."""
+        out, log_std = self.dist(obs)
+        if log_std is not None:
+            return out + log_std.exp() * torch.randn_like(out)
         return torch.multinomial(out.softmax(-1), 1).squeeze(-1)
 
-    def log_prob_entropy(self, x: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """log pi(a|s), shape (batch,), and the entropy H[pi(.|s)], shape (batch,) or () for the
-        Gaussian, whose entropy does not depend on s."""
-        out = self.actor(x)
-        if self.continuous:
-            return gaussian_log_prob(out, self.actor_logstd, action), gaussian_entropy(self.actor_logstd)
-        return categorical_log_prob(out, action), categorical_entropy(out)
-
-    def act_deterministic(self, x: torch.Tensor) -> torch.Tensor:
+    def act_deterministic(self, obs: torch.Tensor) -> torch.Tensor:
         """The mode of pi(.|s): the Gaussian mean, or the most likely discrete action."""
-        out = self.actor(x)
-        return out if self.continuous else out.argmax(-1)
+        out, log_std = self.dist(obs)
+        return out if log_std is not None else out.argmax(-1)
 
     def policy_parameters(self) -> list[nn.Parameter]:
         """theta: the actor's weights and, for Box actions, its log-std. Not the critic's."""
         return [*self.actor.parameters(), *([self.actor_logstd] if self.continuous else [])]
 
-    def policy_outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """pi's distribution parameters: (mean, log_std) for Box actions, (logits, None) for Discrete."""
-        out = self.actor(x)
-        return (out, self.actor_logstd) if self.continuous else (out, None)
-
-    def log_prob_and_kl(self, x: torch.Tensor, action: torch.Tensor,
-                        old: tuple[torch.Tensor, Optional[torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """log pi_theta(a|s) and KL(pi_0(.|s) || pi_theta(.|s)) per state, pi_0 given by its
-        (detached) distribution parameters `old`, as policy_outputs returned them."""
-        out, log_std = self.policy_outputs(x)
-        if self.continuous:
-            return gaussian_log_prob(out, log_std, action), gaussian_kl(old[0], old[1], out, log_std)
-        return categorical_log_prob(out, action), categorical_kl(old[0], out)
+    @torch.no_grad()
+    def update_obs_stats(self, obs: torch.Tensor) -> None:
+        """Merge a batch of raw observations into the normalizer's statistics, keeping the actor's
+        and the critic's outputs on every raw observation what they were (exact unless the clip
+        binds). The first batch only replaces the placeholder statistics (mean 0, std 1): the
+        networks then keep the input scale their initialization assumes."""
+        first_batch = bool(self.obs_rms.count < 1)
+        mean0, std0 = self.obs_rms.mean.clone(), self.obs_rms.std()
+        self.obs_rms.update(obs)
+        if not first_batch:
+            for first_layer in (self.actor[0], self.critic[0]):
+                preserve_first_layer(first_layer, mean0, std0, self.obs_rms.mean, self.obs_rms.std())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -425,6 +464,52 @@ def categorical_entropy(logits: torch.Tensor) -> torch.Tensor:
     """H = -sum_a pi(a|s) log pi(a|s)."""
     log_p = logits.log_softmax(-1)
     return -(log_p.exp() * log_p).sum(-1)
+
+
+def gaussian_kl(mean0: torch.Tensor, log_std0: torch.Tensor, mean1: torch.Tensor, log_std1: torch.Tensor) -> torch.Tensor:
+    """KL(N0 || N1) for diagonal Gaussians, summed over action dimensions:
+    sum_j [ log(sigma1_j / sigma0_j) + (sigma0_j^2 + (mu0_j - mu1_j)^2) / (2 sigma1_j^2) - 1/2 ]."""
+    var0, var1 = torch.exp(2 * log_std0), torch.exp(2 * log_std1)
+    return (log_std1 - log_std0 + (var0 + (mean0 - mean1).square()) / (2 * var1) - 0.5).sum(-1)
+
+
+def categorical_kl(logits0: torch.Tensor, logits1: torch.Tensor) -> torch.Tensor:
+    """KL(p0 || p1) = sum_a p0(a) (log p0(a) - log p1(a))."""
+    log_p0, log_p1 = logits0.log_softmax(-1), logits1.log_softmax(-1)
+    return (log_p0.exp() * (log_p0 - log_p1)).sum(-1)
+
+def log_prob(dist: PolicyDist, action: torch.Tensor) -> torch.Tensor:
+    """log pi(a|s) per state, shape (batch,)."""
+    if dist.log_std is None:
+        return categorical_log_prob(dist.out, action)
+    return gaussian_log_prob(dist.out, dist.log_std, action)
+
+
+def entropy(dist: PolicyDist) -> torch.Tensor:
+    """H[pi(.|s)]: shape (batch,), or () for the Gaussian, whose entropy does not depend on s."""
+    return categorical_entropy(dist.out) if dist.log_std is None else gaussian_entropy(dist.log_std)
+
+
+def kl(dist0: PolicyDist, dist1: PolicyDist) -> torch.Tensor:
+    """KL(pi_0(.|s) || pi_1(.|s)) per state, shape (batch,)."""
+    if dist0.log_std is None:
+        return categorical_kl(dist0.out, dist1.out)
+    return gaussian_kl(dist0.out, dist0.log_std, dist1.out, dist1.log_std)
+
+
+def detached(dist: PolicyDist) -> PolicyDist:
+    """A copy of the distribution's parameters outside the graph: pi_0 for the KL and for F."""
+    return PolicyDist(dist.out.detach().clone(), None if dist.log_std is None else dist.log_std.detach().clone())
+
+
+@torch.no_grad()
+def preserve_first_layer(layer: nn.Linear, mean0: torch.Tensor, std0: torch.Tensor,
+                         mean1: torch.Tensor, std1: torch.Tensor) -> None:
+    """Rewrite y = W x_0 + b as y = W' x_1 + b' for x_i = (s - m_i) / s_i, in place:
+    W' = W diag(s_1 / s_0),  b' = b + W (m_1 - m_0) / s_0.  (The statistics are float64.)"""
+    weight = layer.weight.double()
+    layer.bias += (weight @ ((mean1 - mean0) / std0)).to(layer.bias.dtype)
+    layer.weight.copy_(weight * (std1 / std0))
 
 
 def successor_values(values: torch.Tensor, last_value: torch.Tensor, final_values: torch.Tensor,
@@ -469,19 +554,6 @@ def compute_gae(
 def normalize_advantages(advantages: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """(A - mean) / (std + eps) with the population std: one sample gives 0, never NaN."""
     return (advantages - advantages.mean()) / (advantages.std(correction=0) + eps)
-
-
-def gaussian_kl(mean0: torch.Tensor, log_std0: torch.Tensor, mean1: torch.Tensor, log_std1: torch.Tensor) -> torch.Tensor:
-    """KL(N0 || N1) for diagonal Gaussians, summed over action dimensions:
-    sum_j [ log(sigma1_j / sigma0_j) + (sigma0_j^2 + (mu0_j - mu1_j)^2) / (2 sigma1_j^2) - 1/2 ]."""
-    var0, var1 = torch.exp(2 * log_std0), torch.exp(2 * log_std1)
-    return (log_std1 - log_std0 + (var0 + (mean0 - mean1).square()) / (2 * var1) - 0.5).sum(-1)
-
-
-def categorical_kl(logits0: torch.Tensor, logits1: torch.Tensor) -> torch.Tensor:
-    """KL(p0 || p1) = sum_a p0(a) (log p0(a) - log p1(a))."""
-    log_p0, log_p1 = logits0.log_softmax(-1), logits1.log_softmax(-1)
-    return (log_p0.exp() * (log_p0 - log_p1)).sum(-1)
 
 
 def surrogate_objective(logratio: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
@@ -546,6 +618,14 @@ def max_step_size(xFx: torch.Tensor, max_kl: float, eps: float = 1e-8) -> torch.
     return torch.sqrt(2 * max_kl / (xFx + eps))
 
 
+class LineSearchResult(NamedTuple):
+    theta: torch.Tensor  # the accepted parameters, or theta_0 itself when nothing was accepted
+    accepted: bool
+    backtracks: int  # candidates rejected before the accepted one (all of them when none was)
+    surrogate: float  # L at theta
+    kl: float  # mean KL(pi_0 || pi_theta) at theta
+
+
 def line_search(
     evaluate: Callable[[torch.Tensor], tuple[float, float]],
     theta0: torch.Tensor,
@@ -554,38 +634,46 @@ def line_search(
     max_kl: float,
     backtrack_coef: float,
     max_backtracks: int,
-) -> tuple[torch.Tensor, bool, int, float, float]:
+) -> LineSearchResult:
     """Backtracking line search on theta_0 + f^j * full_step, j = 0 .. max_backtracks - 1.
 
     `evaluate(theta)` returns (surrogate, mean KL from pi_0) at theta. The first candidate whose
-    surrogate improves on surrogate0 and whose KL is <= max_kl is accepted. Returns
-    (theta, accepted, backtracks, surrogate, kl); when nothing is accepted theta is theta0 itself,
-    unchanged, with surrogate0 and KL 0.
+    surrogate improves on surrogate0 and whose KL is <= max_kl, both finite, is accepted. When
+    nothing is, theta is theta0 itself, unchanged, with surrogate0 and the KL evaluated at theta0
+    (0 unless something besides theta changed the policy).
     """
     for j in range(max_backtracks):
         theta = theta0 + (backtrack_coef ** j) * full_step
         surrogate, kl = evaluate(theta)
         if math.isfinite(surrogate) and math.isfinite(kl) and kl <= max_kl and surrogate > surrogate0:
-            return theta, True, j, surrogate, kl
-    return theta0, False, max_backtracks, surrogate0, 0.0
+            return LineSearchResult(theta, True, j, surrogate, kl)
+    return LineSearchResult(theta0, False, max_backtracks, surrogate0, evaluate(theta0)[1])
 
 
-def trpo_policy_update(agent: "Agent", obs: torch.Tensor, actions: torch.Tensor, old_logprobs: torch.Tensor,
-                       advantages: torch.Tensor, max_kl: float, cg_iters: int, cg_damping: float,
-                       cg_residual_tol: float, backtrack_coef: float, max_backtracks: int) -> dict:
+class PolicyBatch(NamedTuple):
+    """What one policy step needs, for B states of the batch."""
+
+    obs: torch.Tensor  # raw observations s, (B, obs_dim)
+    actions: torch.Tensor  # a, as sampled by pi_0
+    old_dist: PolicyDist  # pi_0(.|s), stored (detached) when the batch was collected
+    old_logprobs: torch.Tensor  # log pi_0(a|s), (B,)
+    advantages: torch.Tensor  # A_0(s, a), (B,), normalized or not
+
+
+def trpo_policy_update(agent: Agent, batch: PolicyBatch, args: Args) -> dict:
     """One TRPO step on the actor: natural gradient by CG, maximal step, line search.
 
-    Leaves the actor at the accepted parameters, or exactly at theta_0 when the line search fails.
-    Returns the step's diagnostics.
+    pi_0 is the policy that collected the batch, as stored in `batch`, not the actor's current
+    parameters: the KL that the line search bounds by `args.max_kl` is the whole change between the
+    acting policies (a statistics update since the batch was collected included). Leaves the actor at
+    the accepted parameters, or exactly at theta_0 when the line search fails. Returns diagnostics.
     """
     params = agent.policy_parameters()
-    with torch.no_grad():
-        old = agent.policy_outputs(obs)  # pi_0's distribution, detached from theta
-        old = (old[0].clone(), None if old[1] is None else old[1].clone())
 
     def surrogate_and_kl() -> tuple[torch.Tensor, torch.Tensor]:
-        logprob, kl = agent.log_prob_and_kl(obs, actions, old)
-        return surrogate_objective(logprob - old_logprobs, advantages), kl.mean()
+        dist = agent.dist(batch.obs)
+        logratio = log_prob(dist, batch.actions) - batch.old_logprobs
+        return surrogate_objective(logratio, batch.advantages), kl(batch.old_dist, dist).mean()
 
     # g = grad L(theta_0);  grad KLbar(theta_0), kept differentiable for F v
     surrogate0, kl0 = surrogate_and_kl()
@@ -596,11 +684,10 @@ def trpo_policy_update(agent: "Agent", obs: torch.Tensor, actions: torch.Tensor,
 
     # x = F^-1 g by conjugate gradient;  beta = sqrt(2 delta / x^T F x)
     def Fvp(v):
-        return fisher_vector_product(grad_kl, params, v, cg_damping)
+        return fisher_vector_product(grad_kl, params, v, args.cg_damping)
 
-    x, cg_residual = conjugate_gradient(Fvp, g, cg_iters, cg_residual_tol)
-    beta = max_step_size(x @ Fvp(x), max_kl)
-    full_step = beta * x
+    x, cg_residual = conjugate_gradient(Fvp, g, args.cg_iters, args.cg_residual_tol)
+    beta = max_step_size(x @ Fvp(x), args.max_kl)
 
     # theta = theta_0 + f^j * beta * x, first j with L(theta) > L(theta_0) and KLbar(theta) <= delta
     theta0 = flat_params(params)
@@ -608,21 +695,21 @@ def trpo_policy_update(agent: "Agent", obs: torch.Tensor, actions: torch.Tensor,
     @torch.no_grad()
     def evaluate(theta: torch.Tensor) -> tuple[float, float]:
         set_flat_params(params, theta)
-        surrogate, kl = surrogate_and_kl()
-        return surrogate.item(), kl.item()
+        surrogate, kl_mean = surrogate_and_kl()
+        return surrogate.item(), kl_mean.item()
 
-    theta, accepted, backtracks, surrogate, kl = line_search(
-        evaluate, theta0, full_step, surrogate0.item(), max_kl, backtrack_coef, max_backtracks)
-    set_flat_params(params, theta)
+    result = line_search(evaluate, theta0, beta * x, surrogate0.item(), args.max_kl,
+                         args.backtrack_coef, args.max_backtracks)
+    set_flat_params(params, result.theta)
     return {
-        "surrogate": surrogate,
-        "surrogate_improvement": surrogate - surrogate0.item(),
-        "kl_after_step": kl,
-        "step_accepted": float(accepted),
-        "line_search_backtracks": backtracks,
+        "surrogate": result.surrogate,
+        "surrogate_improvement": result.surrogate - surrogate0.item(),
+        "expected_improvement": float(g @ (result.theta - theta0)),  # first order, of the step taken
+        "kl_after_step": result.kl,
+        "step_accepted": float(result.accepted),
+        "line_search_backtracks": result.backtracks,
         "cg_residual": cg_residual,
         "step_size": float(beta),
-        "expected_improvement": float(g @ full_step),
     }
 
 
@@ -727,8 +814,8 @@ def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, device: torch.
         obs, _ = env.reset(seed=seed + EVAL_SEED_OFFSET + episode)
         done, episode_return = False, 0.0
         while not done:
-            x = agent.normalize(torch.as_tensor(obs, dtype=torch.float32, device=device).unsqueeze(0))
-            action = agent.act_deterministic(x)[0].cpu().numpy()
+            action = agent.act_deterministic(torch.as_tensor(obs, dtype=torch.float32, device=device).unsqueeze(0))
+            action = action[0].cpu().numpy()
             if agent.continuous:
                 action = np.clip(action, action_low, action_high)
             obs, reward, terminated, truncated, _ = env.step(action)
@@ -797,14 +884,13 @@ def main(args: Args) -> dict:
 
     # Rollout storage: what the networks see lives on the device; what the env returns stays on the
     # host until the rollout is over and then moves once.
-    obs = torch.zeros((T, N, obs_dim), device=device)
+    obs = torch.zeros((T, N, obs_dim), device=device)  # raw observations s_t
     actions = torch.zeros((T, N, *action_shape), device=device, dtype=torch.float32 if continuous else torch.long)
-    final_values = torch.zeros((T, N), device=device)
-    raw_obs = np.zeros((T, N, obs_dim), dtype=np.float32)
-    rewards = np.zeros((T, N), dtype=np.float64)
+    final_values = torch.zeros((T, N), device=device)  # V(final observation) where a time limit cut the episode
+    rewards = np.zeros((T, N), dtype=np.float64)  # raw rewards
     terminations = np.zeros((T, N), dtype=bool)
-    dones = np.zeros((T, N), dtype=bool)
-    discounted_return = np.zeros(N, dtype=np.float64)
+    dones = np.zeros((T, N), dtype=bool)  # terminated or truncated
+    discounted_return = np.zeros(N, dtype=np.float64)  # reward scaling's running R_t, per env
 
     envs = make_vector_env(args.env_id, N) if num_updates > 0 else None
     global_step, start_time, last_print = 0, time.time(), 0.0
@@ -822,11 +908,9 @@ def main(args: Args) -> dict:
         final_values.zero_()
         for step in range(T):
             global_step += N
-            raw_obs[step] = next_obs
+            obs[step] = torch.as_tensor(next_obs, dtype=torch.float32, device=device)
             with torch.no_grad():
-                x = agent.normalize(torch.as_tensor(next_obs, dtype=torch.float32, device=device))
-                action = agent.sample(x)
-            obs[step] = x
+                action = agent.sample(obs[step])
             actions[step] = action
             env_action = action.cpu().numpy()
             if continuous:
@@ -842,8 +926,7 @@ def main(args: Args) -> dict:
                 idx = np.flatnonzero(cut)
                 final_obs = np.stack(info["final_obs"][idx]).astype(np.float32)
                 with torch.no_grad():
-                    x_final = agent.normalize(torch.as_tensor(final_obs, device=device))
-                    final_values[step, torch.as_tensor(idx, device=device)] = agent.value(x_final)
+                    final_values[step, torch.as_tensor(idx, device=device)] = agent.value(torch.as_tensor(final_obs, device=device))
             if dones[step].any():
                 for i in np.flatnonzero(dones[step]):
                     logger.log(global_step, {"charts/episodic_return": episode_return[i],
@@ -862,11 +945,14 @@ def main(args: Args) -> dict:
             train_rewards = np.clip(rewards / scale, -args.clip_reward, args.clip_reward)
         else:
             train_rewards = rewards
+        b_obs = obs.reshape(-1, obs_dim)
+        b_actions = actions.reshape(-1, *action_shape)
         with torch.no_grad():
-            # pi_0 and V did not change during the rollout: log pi_0(a|s) and V(s) in one pass over the batch
-            logprobs = agent.log_prob_entropy(obs.reshape(-1, obs_dim), actions.reshape(-1, *action_shape))[0].view(T, N)
-            values = agent.value(obs.reshape(-1, obs_dim)).view(T, N)
-            last_value = agent.value(agent.normalize(torch.as_tensor(next_obs, dtype=torch.float32, device=device)))
+            # pi_0 and V did not change during the rollout: pi_0(.|s) and V(s) in one pass over the batch
+            old_dist = detached(agent.dist(b_obs))
+            b_logprobs = log_prob(old_dist, b_actions)
+            values = agent.value(b_obs).view(T, N)
+            last_value = agent.value(torch.as_tensor(next_obs, dtype=torch.float32, device=device))
             b_terminations = torch.as_tensor(terminations, dtype=torch.float32, device=device)
             b_dones = torch.as_tensor(dones, device=device)
             next_values = successor_values(values, last_value, final_values, b_dones)
@@ -874,29 +960,30 @@ def main(args: Args) -> dict:
                 torch.as_tensor(train_rewards, dtype=torch.float32, device=device),
                 values, next_values, b_terminations, b_dones.float(), args.gamma, args.gae_lambda,
             )
-        if norm_obs:
-            agent.obs_rms.update(torch.as_tensor(raw_obs.reshape(-1, obs_dim), device=device))
 
-        # ---- 3. Policy: one trust-region step (natural gradient, maximal step, line search) ------
-        b_obs = obs.reshape(-1, obs_dim)
-        b_actions = actions.reshape(-1, *action_shape)
-        b_logprobs, b_advantages = logprobs.reshape(-1), advantages.reshape(-1)
-        b_returns, b_values = returns.reshape(-1), values.reshape(-1)
+        # ---- 3. Observation statistics: merge the batch, keeping pi and V the same functions of s --
+        if norm_obs:
+            agent.update_obs_stats(b_obs)
+            with torch.no_grad():
+                normalizer_kl = kl(old_dist, agent.dist(b_obs)).mean().item()
+
+        # ---- 4. Policy: one trust-region step (natural gradient, maximal step, line search) ------
+        b_advantages, b_returns, b_values = advantages.reshape(-1), returns.reshape(-1), values.reshape(-1)
         if args.norm_adv:
             b_advantages = normalize_advantages(b_advantages)
-        step = trpo_policy_update(agent, b_obs, b_actions, b_logprobs, b_advantages, args.max_kl, args.cg_iters,
-                                  args.cg_damping, args.cg_residual_tol, args.backtrack_coef, args.max_backtracks)
+        step = trpo_policy_update(agent, PolicyBatch(b_obs, b_actions, old_dist, b_logprobs, b_advantages), args)
 
-        # ---- 4. Critic: minibatch regression of V(s) on the returns, with its own optimizer -------
+        # ---- 5. Critic: minibatch regression of V(s) on the returns, with its own optimizer -------
+        b_x = agent.normalize(b_obs)  # the critic's input, normalized once for all its minibatches
         value_losses = []
         for epoch in range(args.vf_update_epochs):
             # shuffle once per epoch; minibatches are consecutive slices of the shuffled batch
             perm = torch.randperm(batch_size, device=device)
-            e_obs, e_returns = b_obs[perm], b_returns[perm]
+            e_x, e_returns = b_x[perm], b_returns[perm]
             for start in range(0, batch_size, minibatch_size):
                 mb = slice(start, start + minibatch_size)
                 # L_V = 0.5 * mean[(V(s) - R)^2]
-                v_loss = 0.5 * (agent.value(e_obs[mb]) - e_returns[mb]).square().mean()
+                v_loss = 0.5 * (agent.critic(e_x[mb]).squeeze(-1) - e_returns[mb]).square().mean()
                 if not torch.isfinite(v_loss):
                     raise TrainingError(f"non-finite value loss at update {update}, global step {global_step}; "
                                         "stopped before training on it")
@@ -905,18 +992,19 @@ def main(args: Args) -> dict:
                 optimizer.step()
                 value_losses.append(v_loss.detach())
 
-        # ---- 5. Diagnostics of the update just made (new policy vs. pi_0, whole batch) ------------
+        # ---- 6. Diagnostics of the update just made (new policy vs. pi_0, whole batch) ------------
         with torch.no_grad():
-            newlogprob, entropy = agent.log_prob_entropy(b_obs, b_actions)
-            kl = approx_kl(newlogprob - b_logprobs).item()
+            new_dist = agent.dist(b_obs)
+            approx = approx_kl(log_prob(new_dist, b_actions) - b_logprobs).item()
         sps = global_step / (time.time() - start_time)
         logger.log(global_step, {
             "charts/SPS": sps,
-            "charts/learning_rate": optimizer.param_groups[0]["lr"],
+            "charts/critic_learning_rate": optimizer.param_groups[0]["lr"],
+            **({"charts/normalizer_kl": normalizer_kl} if norm_obs else {}),
             "losses/policy_loss": -step["surrogate"],
             "losses/value_loss": torch.stack(value_losses).mean().item(),
-            "losses/entropy": entropy.mean().item(),
-            "losses/approx_kl": kl,
+            "losses/entropy": entropy(new_dist).mean().item(),
+            "losses/approx_kl": approx,
             "losses/explained_variance": explained_variance(b_values, b_returns),
             **{f"trpo/{key}": value for key, value in step.items() if key != "surrogate"},
         })
