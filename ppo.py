@@ -49,6 +49,9 @@ Implementation details (numbers as in Huang et al., "The 37 Implementation Detai
    reward scaling by the running std of the discounted return (clipped to +-10). Observation
    statistics are frozen during a rollout, so pi_0 is one fixed function over the batch, and updated
    from the batch afterwards. They are part of the model: saved in `model.pt`, frozen in evaluation.
+   The update changes the function pi computes with theta unchanged; `charts/normalizer_kl` logs that
+   change (mean KL on the batch). PPO's clip bounds the ratio during the update, not this change;
+   unlike trpo.py, the update here is not function-preserving (README: observation normalization).
    The rollout itself only samples actions; log pi_0(a|s) and V(s) of the whole batch are computed
    in one pass after it.
 10. Diagnostics measured after the update they describe: approx_kl and clipfrac of the final
@@ -383,6 +386,13 @@ class Agent(nn.Module):
         out = self.actor(x)
         return out if self.continuous else out.argmax(-1)
 
+    def input_change_kl(self, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
+        """Mean KL(pi(.|x0) || pi(.|x1)) for two normalizations x0, x1 of the same observations."""
+        out0, out1 = self.actor(x0), self.actor(x1)
+        if self.continuous:
+            return gaussian_kl(out0, self.actor_logstd, out1, self.actor_logstd).mean()
+        return categorical_kl(out0, out1).mean()
+
 
 # ---------------------------------------------------------------------------------------------
 # PPO math: small pure functions, tested in tests/test_ppo_math.py
@@ -407,6 +417,19 @@ def categorical_entropy(logits: torch.Tensor) -> torch.Tensor:
     """H = -sum_a pi(a|s) log pi(a|s)."""
     log_p = logits.log_softmax(-1)
     return -(log_p.exp() * log_p).sum(-1)
+
+
+def gaussian_kl(mean0: torch.Tensor, log_std0: torch.Tensor, mean1: torch.Tensor, log_std1: torch.Tensor) -> torch.Tensor:
+    """KL(N0 || N1) for diagonal Gaussians, summed over action dimensions:
+    sum_j [ log(sigma1_j / sigma0_j) + (sigma0_j^2 + (mu0_j - mu1_j)^2) / (2 sigma1_j^2) - 1/2 ]."""
+    var0, var1 = torch.exp(2 * log_std0), torch.exp(2 * log_std1)
+    return (log_std1 - log_std0 + (var0 + (mean0 - mean1).square()) / (2 * var1) - 0.5).sum(-1)
+
+
+def categorical_kl(logits0: torch.Tensor, logits1: torch.Tensor) -> torch.Tensor:
+    """KL(p0 || p1) = sum_a p0(a) (log p0(a) - log p1(a))."""
+    log_p0, log_p1 = logits0.log_softmax(-1), logits1.log_softmax(-1)
+    return (log_p0.exp() * (log_p0 - log_p1)).sum(-1)
 
 
 def successor_values(values: torch.Tensor, last_value: torch.Tensor, final_values: torch.Tensor,
@@ -756,7 +779,11 @@ def main(args: Args) -> dict:
                 values, next_values, b_terminations, b_dones.float(), args.gamma, args.gae_lambda,
             )
         if norm_obs:
-            agent.obs_rms.update(torch.as_tensor(raw_obs.reshape(-1, obs_dim), device=device))
+            b_raw_obs = torch.as_tensor(raw_obs.reshape(-1, obs_dim), device=device)
+            agent.obs_rms.update(b_raw_obs)
+            with torch.no_grad():
+                # what the statistics update alone does to the acting policy (theta unchanged)
+                normalizer_kl = agent.input_change_kl(obs.reshape(-1, obs_dim), agent.normalize(b_raw_obs)).item()
 
         # ---- 3. Several epochs of minibatch steps on the clipped surrogate ----------------------
         b_obs = obs.reshape(-1, obs_dim)
@@ -808,6 +835,7 @@ def main(args: Args) -> dict:
         logger.log(global_step, {
             "charts/learning_rate": optimizer.param_groups[0]["lr"],
             "charts/SPS": sps,
+            **({"charts/normalizer_kl": normalizer_kl} if norm_obs else {}),
             "losses/policy_loss": torch.stack(policy_losses).mean().item() if policy_losses else float("nan"),
             "losses/value_loss": torch.stack(value_losses).mean().item() if value_losses else float("nan"),
             "losses/entropy": entropy.mean().item(),

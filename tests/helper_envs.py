@@ -1,4 +1,4 @@
-"""Tiny environments that exercise the scripts' error paths; registered on import, so the
+"""Tiny environments that exercise the scripts' error paths and loops; registered on import, so the
 scripts can reach them with the `module:EnvName-vN` form (this folder on PYTHONPATH)."""
 
 import gymnasium as gym
@@ -34,6 +34,35 @@ class MultiDiscreteActionEnv(NaNRewardEnv):
     action_space = gym.spaces.MultiDiscrete([2, 3])
 
 
+
+
+class DriftingObsEnv(gym.Env):
+    """Observations whose offset and scale drift from episode to episode, so that running
+    normalization statistics keep moving; the reward asks the policy to read the observation
+    (act with the sign of the first coordinate's deviation), so moving statistics move the policy."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def __init__(self):
+        self.episode = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t, self.episode = 0, self.episode + 1
+        return self._observe(), {}
+
+    def _observe(self):
+        self.z = self.np_random.normal(size=3)
+        return (2.0 * self.episode + (1.0 + 0.5 * self.episode) * self.z).astype(np.float32)
+
+    def step(self, action):
+        reward = float(np.clip(action[0], -1.0, 1.0) * np.sign(self.z[0]))
+        self.t += 1
+        return self._observe(), reward, False, self.t >= 16, {}
+
+
 for name, cls in [("NaNReward-v0", NaNRewardEnv), ("DictObs-v0", DictObsEnv),
-                  ("ImageObs-v0", ImageObsEnv), ("MultiDiscreteAction-v0", MultiDiscreteActionEnv)]:
+                  ("ImageObs-v0", ImageObsEnv), ("MultiDiscreteAction-v0", MultiDiscreteActionEnv),
+                  ("DriftingObs-v0", DriftingObsEnv)]:
     gym.register(id=name, entry_point=cls, disable_env_checker=True)

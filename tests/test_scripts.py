@@ -19,18 +19,18 @@ SCRIPTS = {
     "ppo.py": {
         "tiny": ["--num-envs", "2", "--num-steps", "128", "--num-minibatches", "4", "--update-epochs", "2"],
         "divides_batch": "--num-minibatches",
-        "keys": ["losses/clipfrac", "ppo/minibatch_steps"],
+        "keys": ["charts/learning_rate", "losses/clipfrac", "ppo/minibatch_steps"],
     },
     "trpo.py": {
         "tiny": ["--num-envs", "2", "--num-steps", "128", "--vf-num-minibatches", "4", "--vf-update-epochs", "2"],
         "divides_batch": "--vf-num-minibatches",
-        "keys": ["trpo/kl_after_step", "trpo/surrogate_improvement", "trpo/line_search_backtracks",
-                 "trpo/step_accepted", "trpo/cg_residual"],
+        "keys": ["charts/critic_learning_rate", "trpo/kl_after_step", "trpo/surrogate_improvement",
+                 "trpo/expected_improvement", "trpo/line_search_backtracks", "trpo/step_accepted", "trpo/cg_residual"],
     },
     "reinforce.py": {
         "tiny": ["--num-envs", "2", "--num-steps", "128", "--vf-num-minibatches", "4", "--vf-update-epochs", "2"],
         "divides_batch": "--vf-num-minibatches",
-        "keys": ["reinforce/grad_norm"],
+        "keys": ["charts/learning_rate", "reinforce/grad_norm"],
     },
 }
 SCRIPT_NAMES = [name for name in SCRIPTS if os.path.exists(os.path.join(ROOT, name))]
@@ -71,7 +71,7 @@ def assert_one_line_error(proc, code, needle):
 
 
 COMMON_KEYS = ["global_step", "time", "charts/episodic_return", "charts/episodic_length", "charts/SPS",
-               "charts/learning_rate", "losses/policy_loss", "losses/value_loss", "losses/entropy",
+               "losses/policy_loss", "losses/value_loss", "losses/entropy",
                "losses/approx_kl", "losses/explained_variance", "eval/episodic_return"]
 
 
@@ -87,6 +87,11 @@ def test_smoke_run_writes_metrics_and_summary(run, tmp_path, script, env_id):
     keys = set().union(*records)
     for key in COMMON_KEYS + SCRIPTS[script]["keys"]:
         assert key in keys, key
+    # observation normalization is on by default for Box actions only, and then its effect is logged
+    normalized = env_id != "CartPole-v1"
+    assert ("charts/normalizer_kl" in keys) == normalized
+    if normalized:
+        assert all(r["charts/normalizer_kl"] >= 0 for r in records if "charts/normalizer_kl" in r)
     steps = [r["global_step"] for r in records]
     assert steps == sorted(steps) and max(steps) == 512
     summary = read_summary(run_dir)

@@ -1,5 +1,6 @@
 """trpo.py's math against slow, obviously-correct references."""
 
+import copy
 import glob
 import json
 import math
@@ -57,12 +58,10 @@ def test_fisher_vector_product_equals_explicit_hessian_of_the_mean_kl(kind):
     agent, x = tiny_agent(kind)
     params = agent.policy_parameters()
     theta0 = trpo.flat_params(params)
-    with torch.no_grad():
-        old = agent.policy_outputs(x)
-        old = (old[0].clone(), None if old[1] is None else old[1].clone())
-    actions = agent.sample(x)
+    old = trpo.detached(agent.dist(x))
+    assert not old.out.requires_grad and (old.log_std is None or not old.log_std.requires_grad)
 
-    _, kl = agent.log_prob_and_kl(x, actions, old)
+    kl = trpo.kl(old, agent.dist(x))
     grad_kl = trpo.flat_grad(kl.mean(), params, create_graph=True)
     hessian = torch.autograd.functional.hessian(lambda th: reference_mean_kl(agent, x, old, th), theta0)
     assert hessian.shape == (len(theta0), len(theta0)) and hessian.abs().max() > 1e-3
@@ -76,8 +75,8 @@ def test_kl_against_a_live_old_policy_has_no_curvature():
     """Why pi_0 must be detached: KL(pi_theta || pi_theta) is 0 for every theta, so is its Hessian."""
     agent, x = tiny_agent("box")
     params = agent.policy_parameters()
-    live = agent.policy_outputs(x)  # not detached
-    _, kl = agent.log_prob_and_kl(x, agent.sample(x).detach(), live)
+    live = agent.dist(x)  # not detached
+    kl = trpo.kl(live, agent.dist(x))
     grad_kl = trpo.flat_grad(kl.mean(), params, create_graph=True)
     v = torch.randn(len(trpo.flat_params(params)), dtype=torch.float64)
     assert trpo.fisher_vector_product(grad_kl, params, v, 0.0).abs().max() < 1e-10
@@ -152,14 +151,18 @@ def test_line_search_failure_returns_theta0_unchanged():
     before = theta0.clone()
     theta, accepted, backtracks, surrogate, kl = trpo.line_search(
         evaluate, theta0, torch.tensor([0.1, 0.1], dtype=torch.float64), 0.0, 0.01, 0.8, 7)
-    assert not accepted and backtracks == 7 and len(seen) == 7
+    assert not accepted and backtracks == 7
+    assert len(seen) == 8 and torch.equal(seen[-1], before)  # 7 candidates, then the KL at theta_0
     assert torch.equal(theta, before) and surrogate == 0.0 and kl == 0.0
 
 
-def test_line_search_rejects_non_finite_candidates():
-    theta0, evaluate, _ = quadratic_problem(0.0, lambda d: float("nan"))
-    _, accepted, *_ = trpo.line_search(evaluate, theta0, torch.ones(2, dtype=torch.float64), -1.0, 0.01, 0.5, 3)
-    assert not accepted
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_line_search_rejects_non_finite_candidates(bad):
+    # the surrogate non-finite (+inf would otherwise "improve"), or the KL (-inf would otherwise "fit")
+    for surrogate_fn, kl_scale in [(lambda d: bad, 0.0), (lambda d: 1.0, bad)]:
+        theta0, evaluate, _ = quadratic_problem(kl_scale, surrogate_fn)
+        result = trpo.line_search(evaluate, theta0, torch.ones(2, dtype=torch.float64), -1.0, 0.01, 0.5, 3)
+        assert not result.accepted and torch.equal(result.theta, theta0)
 
 
 def batch(kind, seed=0):
@@ -167,28 +170,29 @@ def batch(kind, seed=0):
     x = torch.randn(256, 3, dtype=torch.float64)
     with torch.no_grad():
         actions = agent.sample(x)
-        logprobs, _ = agent.log_prob_entropy(x, actions)
+        old_dist = trpo.detached(agent.dist(x))
     advantages = torch.randn(256, dtype=torch.float64)
-    return agent, x, actions, logprobs, advantages
+    return agent, trpo.PolicyBatch(x, actions, old_dist, trpo.log_prob(old_dist, actions), advantages)
 
 
 @pytest.mark.parametrize("kind", ["box", "discrete"])
 def test_policy_update_stays_in_the_trust_region_and_improves_the_surrogate(kind):
-    agent, x, actions, logprobs, advantages = batch(kind)
+    agent, b = batch(kind)
     critic_before = trpo.flat_params(list(agent.critic.parameters()))
-    stats = trpo.trpo_policy_update(agent, x, actions, logprobs, advantages, 0.01, 10, 0.1, 1e-10, 0.8, 10)
+    stats = trpo.trpo_policy_update(agent, b, trpo.Args(max_kl=0.01))
     assert stats["step_accepted"] == 1.0
     assert 0 < stats["kl_after_step"] <= 0.01 and stats["surrogate_improvement"] > 0
+    assert stats["expected_improvement"] > 0
     # the parameters the actor now holds are the accepted ones
     with torch.no_grad():
-        logprob_new, _ = agent.log_prob_entropy(x, actions)
-    assert trpo.surrogate_objective(logprob_new - logprobs, advantages).item() == pytest.approx(stats["surrogate"])
+        logprob_new = trpo.log_prob(agent.dist(b.obs), b.actions)
+    assert trpo.surrogate_objective(logprob_new - b.old_logprobs, b.advantages).item() == pytest.approx(stats["surrogate"])
     assert torch.equal(trpo.flat_params(list(agent.critic.parameters())), critic_before)  # theta is the actor only
 
 
 @pytest.mark.parametrize("kind", ["box", "discrete"])
 def test_policy_update_restores_the_parameters_exactly_when_the_line_search_fails(kind, monkeypatch):
-    agent, x, actions, logprobs, advantages = batch(kind)
+    agent, b = batch(kind)
     before = [p.detach().clone() for p in agent.policy_parameters()]
     real_line_search = trpo.line_search
     tried = []
@@ -201,18 +205,19 @@ def test_policy_update_restores_the_parameters_exactly_when_the_line_search_fail
         return real_line_search(recording, theta0, full_step, surrogate0, -1.0, decay, max_backtracks)
 
     monkeypatch.setattr(trpo, "line_search", nothing_fits)
-    stats = trpo.trpo_policy_update(agent, x, actions, logprobs, advantages, 0.01, 10, 0.1, 1e-10, 0.8, 5)
-    assert stats["step_accepted"] == 0.0 and stats["line_search_backtracks"] == 5 and len(tried) == 5
+    stats = trpo.trpo_policy_update(agent, b, trpo.Args(max_kl=0.01, max_backtracks=5))
+    assert stats["step_accepted"] == 0.0 and stats["line_search_backtracks"] == 5 and len(tried) == 6
     assert stats["kl_after_step"] == 0.0 and stats["surrogate_improvement"] == 0.0
+    assert stats["expected_improvement"] == 0.0  # of the step taken: none
     for p, b in zip(agent.policy_parameters(), before):
         assert torch.equal(p, b)
 
 
 def test_policy_update_refuses_a_non_finite_surrogate():
-    agent, x, actions, logprobs, advantages = batch("box")
+    agent, b = batch("box")
     before = trpo.flat_params(agent.policy_parameters())
     with pytest.raises(trpo.TrainingError):
-        trpo.trpo_policy_update(agent, x, actions, logprobs, advantages * float("nan"), 0.01, 10, 0.1, 1e-10, 0.8, 10)
+        trpo.trpo_policy_update(agent, b._replace(advantages=b.advantages * float("nan")), trpo.Args())
     assert torch.equal(trpo.flat_params(agent.policy_parameters()), before)
 
 
@@ -245,3 +250,80 @@ def test_flat_params_round_trip_is_exact():
     trpo.set_flat_params(params, theta)
     assert torch.equal(trpo.flat_params(params), theta)
     assert len(theta) == sum(p.numel() for p in params) == 3 * 4 + 4 + 4 * 2 + 2 + 2
+
+
+def torch_dist(agent, obs):
+    """pi(.|s) on raw observations as a torch.distributions object, built from the agent's modules
+    directly (its normalizer, its actor), independently of the code under test's KL."""
+    with torch.no_grad():
+        out = agent.actor(agent.obs_rms.normalize(obs, agent.clip_obs) if agent.norm_obs else obs)
+        if agent.continuous:
+            return torch.distributions.Independent(Normal(out, agent.actor_logstd.exp().expand_as(out)), 1)
+        return Categorical(logits=out)
+
+
+def normalizing_agent(seed=0):
+    """A float64 Box agent with normalization on, statistics already estimated from data."""
+    agent, _ = tiny_agent("box", seed)
+    agent.norm_obs = True
+    agent.obs_rms.update(3.0 + 2.0 * torch.randn(500, 3, dtype=torch.float64))
+    return agent
+
+
+def test_statistics_update_keeps_actor_and_critic_outputs_on_raw_observations():
+    agent = normalizing_agent()
+    obs = 3.0 + 2.0 * torch.randn(64, 3, dtype=torch.float64)
+    before_dist, before_value = torch_dist(agent, obs), agent.value(obs).detach()
+    mean_before = agent.obs_rms.mean.clone()
+    agent.update_obs_stats(torch.tensor([[-4.0, 9.0, 0.5]], dtype=torch.float64) + 5.0 * torch.randn(300, 3, dtype=torch.float64))
+    assert (agent.obs_rms.mean - mean_before).abs().min() > 0.5  # the statistics moved a lot...
+    after_dist = torch_dist(agent, obs)
+    torch.testing.assert_close(after_dist.mean, before_dist.mean)  # ...the functions did not
+    torch.testing.assert_close(agent.value(obs).detach(), before_value)
+    assert kl_divergence(before_dist, after_dist).max() < 1e-12
+
+
+def test_first_statistics_update_replaces_the_placeholders_and_keeps_the_weights():
+    agent, _ = tiny_agent("box")
+    agent.norm_obs = True
+    weights = [p.detach().clone() for p in agent.parameters()]
+    agent.update_obs_stats(3.0 + 2.0 * torch.randn(500, 3, dtype=torch.float64))
+    assert all(torch.equal(p, w) for p, w in zip(agent.parameters(), weights))
+    assert agent.obs_rms.count > 400
+
+
+def test_preserve_first_layer_is_exact_where_the_clip_does_not_bind():
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(4, 5).double()
+    m0, s0, m1, s1 = torch.randn(4).double(), torch.rand(4).double() + 0.5, torch.randn(4).double(), torch.rand(4).double() + 0.5
+    obs = torch.randn(32, 4, dtype=torch.float64)
+    before = layer((obs - m0) / s0).detach()
+    trpo.preserve_first_layer(layer, m0, s0, m1, s1)
+    torch.testing.assert_close(layer((obs - m1) / s1).detach(), before)
+
+
+def test_trust_region_holds_between_consecutive_acting_policies_on_raw_observations(tmp_path, monkeypatch):
+    """A real run whose observation statistics keep moving: the policy that collected batch k and
+    the one that collects batch k+1 differ by at most max_kl in mean KL over batch k's raw
+    observations, computed here with torch.distributions on deep copies of the agent."""
+    snapshots = []  # (the acting policy of batch k, batch k's raw observations)
+    real_update = trpo.Agent.update_obs_stats
+
+    def recording(agent, obs):
+        snapshots.append((copy.deepcopy(agent), obs.clone()))  # before the statistics change
+        return real_update(agent, obs)
+
+    monkeypatch.setattr(trpo.Agent, "update_obs_stats", recording)
+    max_kl = 0.01
+    trpo.main(trpo.Args(env_id="helper_envs:DriftingObs-v0", total_timesteps=128 * 16, num_envs=2, num_steps=64,
+                        vf_num_minibatches=4, vf_update_epochs=2, max_kl=max_kl, eval_episodes=0, cuda=False,
+                        output_dir=str(tmp_path / "runs")))
+    assert len(snapshots) == 16
+    kls = [kl_divergence(torch_dist(a0, obs), torch_dist(a1, obs)).mean().item()
+           for (a0, obs), (a1, _) in zip(snapshots, snapshots[1:])]
+    assert max(kls) <= max_kl * (1 + 1e-4), kls
+    # the run did move: most updates used a good part of the region
+    assert sum(k > 0.2 * max_kl for k in kls) >= len(kls) // 2, kls
+    (metrics,) = glob.glob(str(tmp_path / "runs" / "*" / "metrics.jsonl"))
+    logged = [json.loads(line) for line in open(metrics) if "charts/normalizer_kl" in line]
+    assert len(logged) == 16 and all(0 <= r["charts/normalizer_kl"] <= max_kl for r in logged)
