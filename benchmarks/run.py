@@ -3,6 +3,7 @@
     python benchmarks/run.py --suite quick  --algos ppo --seeds 3 --workers 2
     python benchmarks/run.py --suite mujoco --algos ppo trpo reinforce --seeds 3 --workers 16
     python benchmarks/run.py --suite mujoco --report-only      # aggregate what has run so far
+    python benchmarks/run.py --suite mujoco --algos trpo --seeds 10 --keep-other-algos   # rerun one script only
 
 Every (algo, env, seed) is its own process with one torch thread, `--workers` at a time. Runs go to
 `--runs-dir/{suite}/{algo}/{env}/seed{N}/`; a run whose summary.json exists is not run again, so an
@@ -10,7 +11,9 @@ interrupted suite resumes where it stopped. Budgets and thresholds come from ben
 
 Writes benchmarks/results/{suite}/: report.md (mean +- std across seeds of final_return_mean, next to
 the threshold and the reference figures), curves.json (the binned curves behind the plots) and one
-learning-curve PNG per env. Exit code 1 when a threshold is missed, 0 otherwise.
+learning-curve PNG per env. Exit code 1 when a threshold is missed, 0 otherwise. With
+--keep-other-algos the rows of the scripts not in --algos are kept from the existing curves.json,
+with the code and machine they were measured on, so one script's rows can be renewed alone.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import glob
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import threading
@@ -135,7 +139,7 @@ def aggregate(config: dict, jobs: list[dict]) -> list[dict]:
     for job in jobs:
         key = (job["env_id"], job["algo"])
         spec = config[job["env_id"]][job["algo"]]
-        row = rows.setdefault(key, {"env_id": job["env_id"], "algo": job["algo"], "spec": spec,
+        row = rows.setdefault(key, {"env_id": job["env_id"], "algo": job["algo"], "spec": spec, "machine": machine(),
                                     "seeds": [], "final": [], "wall": [], "sps": [], "curves": []})
         run = completed_run(job["out"])
         if run is None:
@@ -198,7 +202,24 @@ def fmt(values: list, digits: int = 1) -> str:
     return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
 
 
+def kept_rows(out_dir: str, algos: list[str]) -> list[dict]:
+    """The rows of scripts not in `algos` from an existing curves.json in out_dir (none if absent);
+    a row written before rows recorded their machine gets the machine of the old report's header."""
+    path = os.path.join(out_dir, "curves.json")
+    if not os.path.exists(path):
+        return []
+    old_machine = "not recorded"
+    report = os.path.join(out_dir, "report.md")
+    if os.path.exists(report):
+        match = re.search(r"^- commit `[^`]*`, [0-9-]+, (.+?), one torch thread", open(report).read(), re.M)
+        old_machine = match.group(1) if match else old_machine
+    return [dict(r, machine=r.get("machine", old_machine)) for r in read_json(path) if r["algo"] not in algos]
+
+
 def write_report(suite: str, rows: list[dict], out_dir: str, command: str) -> str:
+    machines = collections.defaultdict(set)
+    for r in rows:
+        machines[r.get("machine", machine())].add(r["algo"])
     lines = [
         f"# Benchmark: {suite} suite",
         "",
@@ -206,6 +227,7 @@ def write_report(suite: str, rows: list[dict], out_dir: str, command: str) -> st
         f"- command: `{command}`",
         "- code of the runs: " + (", ".join(f"`{c}` ({n} runs)" for c, n in sorted(
             collections.Counter(c for r in rows for c in r.get("commits", [])).items())) or "no runs"),
+        "- machine of the runs: " + "; ".join(f"{m} ({', '.join(sorted(a))})" for m, a in sorted(machines.items())),
         "- final return: `final_return_mean` of each run (mean raw return of its last 100 training episodes), "
         "mean ± std across seeds; rule `each` = every seed must reach the threshold, `mean` = their mean",
         "",
@@ -279,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--thresholds", default=os.path.join(BENCH, "thresholds.json"))
     parser.add_argument("--dry-run", action="store_true", help="print the commands and exit")
     parser.add_argument("--report-only", action="store_true", help="aggregate the runs that exist, run nothing")
+    parser.add_argument("--keep-other-algos", action="store_true",
+                        help="keep the rows of the scripts not in --algos from the existing report's curves.json")
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.workers < 1:
         parser.error("--seeds and --workers must be >= 1")
@@ -298,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = aggregate(config, jobs)
     out_dir = os.path.join(args.results_dir, args.suite)
     os.makedirs(out_dir, exist_ok=True)
+    if args.keep_other_algos:
+        rows += kept_rows(out_dir, args.algos)
     command = "python benchmarks/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
     report = write_report(args.suite, rows, out_dir, command)
     with open(os.path.join(out_dir, "curves.json"), "w") as f:

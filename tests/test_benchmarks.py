@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -123,3 +124,31 @@ def test_bad_harness_arguments(bad):
     with pytest.raises(SystemExit) as exc:
         bench.main(["--suite", "quick", "--dry-run", *bad])
     assert exc.value.code == 2
+
+
+def test_keep_other_algos_renews_one_script_and_keeps_the_other_rows_with_their_machine(tmp_path):
+    runs = tmp_path / "runs"
+    for seed in (1, 2):
+        fake_run(runs, "ppo", "Fake-v0", seed, [100.0, 120.0])
+        fake_run(runs, "ppo", "Other-v1", seed, [60.0])
+    fake_run(runs, "trpo", "Other-v1", 1, [1.0, 2.0])
+    assert harness(tmp_path) == 0
+    curves_path = tmp_path / "results" / "quick" / "curves.json"
+    old = json.loads(curves_path.read_text())
+    # rows written before rows recorded their machine: it comes from the old report's header
+    curves_path.write_text(json.dumps([{k: v for k, v in r.items() if k != "machine"} for r in old]))
+    shutil.rmtree(runs / "quick" / "ppo")  # the ppo runs are gone; only the report knows them
+    shutil.rmtree(runs / "quick" / "trpo" / "Other-v1" / "seed1")
+    fake_run(runs, "trpo", "Other-v1", 1, [7.0, 9.0])
+    assert harness(tmp_path, "--algos", "trpo", "--keep-other-algos") == 0
+    report = (tmp_path / "results" / "quick" / "report.md").read_text()
+    assert "| Fake-v0 | ppo | 1,000 | 1,2 | 110.0 ± 0.0 | 100 | each | PASS | ref A |" in report
+    assert "| Other-v1 | trpo | 1,000 | 1 | 8.0 ± 0.0 | - | mean | - | ref C |" in report
+    assert "| Other-v1 | trpo | 1,000 | 1 | 1.5" not in report
+    machine = bench.machine()
+    assert f"- machine of the runs: {machine} (ppo, trpo)" in report
+    assert {(c["algo"], c["env_id"]) for c in json.loads(curves_path.read_text())} == {
+        ("ppo", "Fake-v0"), ("ppo", "Other-v1"), ("trpo", "Other-v1")}
+    # without the flag the other scripts' rows are dropped
+    assert harness(tmp_path, "--algos", "trpo") == 0
+    assert {c["algo"] for c in json.loads(curves_path.read_text())} == {"trpo"}
