@@ -47,7 +47,7 @@ the policy collapsed from a return of 1000 to under 150. Two things close that g
       the total change between the two acting policies: the statistics update included, whatever the
       clip did, and `charts/normalizer_kl` logs the part the statistics update alone caused.
 (b) alone, without (a), also keeps InvertedPendulum-v4 at 1000, but the statistics update then
-spends part of each update's delta (up to 0.27 delta there), more where the statistics move fast,
+spends part of each update's delta (up to 0.32 delta there), more where the statistics move fast,
 and all of it once they move the policy by delta, when no step can be accepted; and the critic, which
 no line search guards, still changes with them. (a) removes the change at its source, for both
 networks; (b) makes the bound hold where (a) is not exact (the first batch, the clip). README:
