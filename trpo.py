@@ -440,8 +440,9 @@ class Agent(nn.Module):
         mean0, std0 = self.obs_rms.mean.clone(), self.obs_rms.std()
         self.obs_rms.update(obs)
         if not first_batch:
+            mean1, std1 = self.obs_rms.mean, self.obs_rms.std()
             for first_layer in (self.actor[0], self.critic[0]):
-                preserve_first_layer(first_layer, mean0, std0, self.obs_rms.mean, self.obs_rms.std())
+                preserve_first_layer(first_layer, mean0, std0, mean1, std1)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -135,11 +135,11 @@ def binned_curve(steps: np.ndarray, returns: np.ndarray, grid: np.ndarray) -> np
 
 def aggregate(config: dict, jobs: list[dict]) -> list[dict]:
     """One row per (env, algo): the completed seeds' summaries and binned curves."""
-    rows = {}
+    rows, here = {}, machine()
     for job in jobs:
         key = (job["env_id"], job["algo"])
         spec = config[job["env_id"]][job["algo"]]
-        row = rows.setdefault(key, {"env_id": job["env_id"], "algo": job["algo"], "spec": spec, "machine": machine(),
+        row = rows.setdefault(key, {"env_id": job["env_id"], "algo": job["algo"], "spec": spec, "machine": here,
                                     "seeds": [], "final": [], "wall": [], "sps": [], "curves": []})
         run = completed_run(job["out"])
         if run is None:
@@ -219,7 +219,7 @@ def kept_rows(out_dir: str, algos: list[str]) -> list[dict]:
 def write_report(suite: str, rows: list[dict], out_dir: str, command: str) -> str:
     machines = collections.defaultdict(set)
     for r in rows:
-        machines[r.get("machine", machine())].add(r["algo"])
+        machines[r["machine"]].add(r["algo"])
     lines = [
         f"# Benchmark: {suite} suite",
         "",
