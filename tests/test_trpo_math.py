@@ -1,4 +1,5 @@
-"""trpo.py's math against slow, obviously-correct references."""
+"""trpo.py's own math against slow, obviously-correct references (what several scripts define is
+tested for each of them in test_shared_math.py)."""
 
 import copy
 import glob
@@ -24,16 +25,6 @@ def tiny_agent(kind, seed=0):
             agent.actor[-1].weight.mul_(50.0)  # a policy head far from zero, so KL curvature is not trivial
     x = torch.randn(10, 3, dtype=torch.float64)
     return agent, x
-
-
-def test_gaussian_and_categorical_kl_match_torch_distributions():
-    torch.manual_seed(0)
-    m0, m1, s0, s1 = torch.randn(5, 3), torch.randn(5, 3), torch.randn(3), torch.randn(3)
-    expected = kl_divergence(Normal(m0, s0.exp()), Normal(m1, s1.exp())).sum(-1)  # summed over action dims
-    torch.testing.assert_close(trpo.gaussian_kl(m0, s0, m1, s1), expected)
-    l0, l1 = torch.randn(5, 4), torch.randn(5, 4)
-    torch.testing.assert_close(trpo.categorical_kl(l0, l1), kl_divergence(Categorical(logits=l0), Categorical(logits=l1)))
-    assert trpo.gaussian_kl(m0, s0, m0, s0).abs().max() < 1e-6
 
 
 def reference_mean_kl(agent, x, old, theta):
