@@ -34,8 +34,6 @@ class MultiDiscreteActionEnv(NaNRewardEnv):
     action_space = gym.spaces.MultiDiscrete([2, 3])
 
 
-
-
 class DriftingObsEnv(gym.Env):
     """Observations whose offset and scale drift from episode to episode, so that running
     normalization statistics keep moving; the reward asks the policy to read the observation
@@ -62,7 +60,83 @@ class DriftingObsEnv(gym.Env):
         return self._observe(), reward, False, self.t >= 16, {}
 
 
+class ProbeEnv(gym.Env):
+    """Deterministic episodes of 3 to 6 steps that end by termination, by truncation, or both at once,
+    in turn. The first coordinate of the observation tells every state of an env apart
+    (0.5 * episode + 0.05 * t, plus an offset per env), so a test that sets V(s) = s[0] knows which
+    state any value came from. Each env, keyed by the seed of its first reset, records its
+    transitions (obs, action, reward, terminated, truncated, next or final obs) in TRANSITIONS."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    TRANSITIONS: dict = {}
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self.key, self.episode = seed, 0
+            ProbeEnv.TRANSITIONS[seed] = []
+        else:
+            self.key, self.episode = getattr(self, "key", -1), getattr(self, "episode", -1) + 1
+        self.t, self.length = 0, 3 + (self.key + self.episode) % 4
+        self.obs = self._observe()
+        return self.obs, {}
+
+    def _observe(self):
+        return np.array([0.2 * (self.key % 3) + 0.5 * self.episode + 0.05 * self.t, 1.0], np.float32)
+
+    def step(self, action):
+        self.t += 1
+        reward = 1.0 + 0.5 * self.t + 0.1 * (self.key % 3)
+        end, kind = self.t >= self.length, self.episode % 3
+        terminated, truncated = end and kind in (0, 2), end and kind in (1, 2)
+        obs, self.obs = self.obs, self._observe()
+        if self.key in ProbeEnv.TRANSITIONS:
+            ProbeEnv.TRANSITIONS[self.key].append((obs, np.array(action), reward, terminated, truncated, self.obs))
+        return self.obs, reward, terminated, truncated, {}
+
+
+class DiscreteProbeEnv(ProbeEnv):
+    action_space = gym.spaces.Discrete(2)
+
+
+class BanditEnv(gym.Env):
+    """One-step episodes from the observation 0 (so every network layer outputs its bias, 0 at
+    initialization, and V = 0): the reward is the action, so an action's advantage is known.
+    Records (action, reward) per env like ProbeEnv."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    action_space = gym.spaces.Box(-10.0, 10.0, (1,), np.float32)
+    TRANSITIONS: dict = {}
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self.key = seed
+            BanditEnv.TRANSITIONS[seed] = []
+        return np.zeros(3, np.float32), {}
+
+    def step(self, action):
+        reward = float(np.asarray(action).reshape(-1)[0]) if self.action_space.shape else (1.0 if action == 1 else -1.0)
+        if getattr(self, "key", None) in BanditEnv.TRANSITIONS:
+            BanditEnv.TRANSITIONS[self.key].append((np.array(action), reward))
+        return np.zeros(3, np.float32), reward, True, False, {}
+
+
+class DiscreteBanditEnv(BanditEnv):
+    action_space = gym.spaces.Discrete(2)
+
+
+class ZeroRewardEnv(BanditEnv):
+    """BanditEnv without reward: every advantage is 0, only an entropy bonus moves the policy."""
+
+    def step(self, action):
+        return np.zeros(3, np.float32), 0.0, True, False, {}
+
+
 for name, cls in [("NaNReward-v0", NaNRewardEnv), ("DictObs-v0", DictObsEnv),
                   ("ImageObs-v0", ImageObsEnv), ("MultiDiscreteAction-v0", MultiDiscreteActionEnv),
-                  ("DriftingObs-v0", DriftingObsEnv)]:
+                  ("DriftingObs-v0", DriftingObsEnv),
+                  ("Probe-v0", ProbeEnv), ("DiscreteProbe-v0", DiscreteProbeEnv), ("Bandit-v0", BanditEnv),
+                  ("DiscreteBandit-v0", DiscreteBanditEnv), ("ZeroReward-v0", ZeroRewardEnv)]:
     gym.register(id=name, entry_point=cls, disable_env_checker=True)
