@@ -198,3 +198,150 @@ def test_evaluation_leaves_every_statistic_and_weight_untouched(tmp_path, monkey
     assert before.keys() == after.keys()
     for key in before:
         assert torch.equal(before[key], after[key]), f"{key} changed during evaluation"
+
+
+# ---------------------------------------------------------------------------------------------
+# Which way the update moves the policy
+# ---------------------------------------------------------------------------------------------
+def policy_log_prob(agent, obs, actions):
+    """log pi(a|s) from the actor's outputs, with torch.distributions (not the script's helpers)."""
+    with torch.no_grad():
+        out = agent.actor(agent.normalize(obs))
+        if agent.continuous:
+            return Normal(out, agent.actor_logstd.exp().expand_as(out)).log_prob(actions).sum(-1)
+        return Categorical(logits=out).log_prob(actions)
+
+
+@pytest.mark.parametrize("env_id", ["Bandit-v0", "DiscreteBandit-v0"])
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_one_update_raises_log_pi_of_positive_advantage_actions_and_lowers_the_rest(
+        tmp_path, monkeypatch, name, env_id):
+    """One-step episodes from s = 0, reward = the action (Box) or +-1 (Discrete): V(0) = 0 at
+    initialization, so A = r, and the script's default update (advantage normalization included)
+    must move log pi up for the actions whose reward is above the batch's mean and down for the rest."""
+    m = MODULES[name]
+    agents = record_agents(monkeypatch, m)
+    before = []
+    real_estimator = getattr(m, ESTIMATOR[name])
+
+    def estimator(*args, **kwargs):
+        before.append(copy.deepcopy(agents[-1]))  # the policy that collected the batch
+        return real_estimator(*args, **kwargs)
+
+    monkeypatch.setattr(m, ESTIMATOR[name], estimator)
+    run_main(name, tmp_path, env_id=env_id, total_timesteps=64)
+    assert len(before) == 1
+    records = helper_envs.BanditEnv.TRANSITIONS[1] + helper_envs.BanditEnv.TRANSITIONS[2]
+    assert len(records) == 64
+    continuous = env_id == "Bandit-v0"
+    actions = torch.as_tensor(np.stack([a for a, _ in records]), dtype=torch.float32 if continuous else torch.long)
+    rewards = torch.tensor([r for _, r in records])
+    advantages = rewards - rewards.mean()
+    obs = torch.zeros(len(records), 3)
+    change = policy_log_prob(agents[-1], obs, actions) - policy_log_prob(before[0], obs, actions)
+    up, down = change[advantages > 0].mean().item(), change[advantages < 0].mean().item()
+    assert up > 0 > down, (up, down)
+
+
+def test_ppo_entropy_bonus_raises_the_entropy(tmp_path, monkeypatch):
+    """Zero rewards, so zero advantages: only the bonus -c_H * H moves the policy, and up in entropy."""
+    agents = record_agents(monkeypatch, MODULES["ppo"])
+    run_main("ppo", tmp_path, env_id="ZeroReward-v0", total_timesteps=64, ent_coef=0.1)
+    assert (agents[-1].actor_logstd > 0).all(), agents[-1].actor_logstd  # starts at 0
+    run_main("ppo", tmp_path / "without", env_id="ZeroReward-v0", total_timesteps=64, ent_coef=0.0)
+    assert (agents[-1].actor_logstd == 0).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# TRPO: the distribution the line search measures against
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("env_id", BOTH_KINDS)
+def test_trpo_old_distribution_is_a_detached_copy(tmp_path, monkeypatch, env_id):
+    """pi_0's parameters in the batch must not move with the policy during the line search: no
+    gradient, and no storage shared with any parameter of the agent."""
+    m = MODULES["trpo"]
+    agents = record_agents(monkeypatch, m)
+    calls = spy(monkeypatch, m, "trpo_policy_update")
+    run_main("trpo", tmp_path, env_id=env_id, total_timesteps=128)
+    assert len(calls) == 2
+    storages = {p.untyped_storage().data_ptr() for p in agents[-1].parameters()}
+    for args, _, _ in calls:
+        batch = args[1]
+        for tensor in batch.old_dist:
+            if tensor is None:
+                continue
+            assert not tensor.requires_grad
+            assert tensor.untyped_storage().data_ptr() not in storages
+        assert not batch.old_logprobs.requires_grad
+
+
+# ---------------------------------------------------------------------------------------------
+# Options
+# ---------------------------------------------------------------------------------------------
+def test_ppo_target_kl_stops_before_stepping_on_the_offending_minibatch(tmp_path, monkeypatch):
+    """With a tiny target the first minibatch (ratio 1, KL 0) is stepped on and the second, already
+    past the target, is not: one optimizer step per update. Without a target: epochs x minibatches."""
+    optimizers = record_optimizers(monkeypatch)
+    _, metrics = run_main("ppo", tmp_path / "a", env_id="Probe-v0", total_timesteps=128, target_kl=1e-9)
+    assert steps_taken(optimizers[-1]) == 2
+    assert [r["ppo/minibatch_steps"] for r in metrics if "ppo/minibatch_steps" in r] == [1, 1]
+    _, metrics = run_main("ppo", tmp_path / "b", env_id="Probe-v0", total_timesteps=128, target_kl=1e3)
+    assert steps_taken(optimizers[-1]) == 2 * 2 * 4
+    assert [r["ppo/minibatch_steps"] for r in metrics if "ppo/minibatch_steps" in r] == [8, 8]
+
+
+@pytest.mark.parametrize("anneal", [True, False])
+def test_ppo_learning_rate_annealing(tmp_path, monkeypatch, anneal):
+    """lr_k = lr_0 (1 - (k - 1) / K) for update k of K, as the optimizer holds it during the update."""
+    optimizers = record_optimizers(monkeypatch)
+    seen = []
+    real_loss = MODULES["ppo"].ppo_policy_loss
+
+    def loss(*args, **kwargs):
+        seen.append(optimizers[-1].param_groups[0]["lr"])
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(MODULES["ppo"], "ppo_policy_loss", loss)
+    _, metrics = run_main("ppo", tmp_path, env_id="Probe-v0", total_timesteps=256, learning_rate=0.01,
+                          anneal_lr=anneal)
+    expected = [0.01, 0.0075, 0.005, 0.0025] if anneal else [0.01] * 4
+    logged = [r["charts/learning_rate"] for r in metrics if "charts/learning_rate" in r]
+    np.testing.assert_allclose(logged, expected)
+    np.testing.assert_allclose(seen, np.repeat(expected, 8))  # 8 minibatch steps per update
+
+
+@pytest.mark.parametrize("env_id,flag,clipped", [
+    ("Probe-v0", None, True), ("DiscreteProbe-v0", None, False),  # the default follows reward scaling
+    ("Probe-v0", False, False), ("DiscreteProbe-v0", True, True)])
+def test_ppo_value_clipping_default_follows_the_action_kind(tmp_path, monkeypatch, env_id, flag, clipped):
+    calls = spy(monkeypatch, MODULES["ppo"], "ppo_value_loss")
+    run_main("ppo", tmp_path, env_id=env_id, total_timesteps=64, clip_vloss=flag, clip_coef=0.3)
+    assert len(calls) == 8
+    assert {call[0][3] for call in calls} == ({0.3} if clipped else {None})
+
+
+@pytest.mark.parametrize("baseline", [True, False])
+def test_reinforce_baseline_is_subtracted_only_when_asked(tmp_path, monkeypatch, baseline):
+    m = MODULES["reinforce"]
+    known_values(monkeypatch, m)
+    returns = spy(monkeypatch, m, "reward_to_go")
+    losses = spy(monkeypatch, m, "reinforce_loss")
+    run_main("reinforce", tmp_path, env_id="Probe-v0", total_timesteps=64, norm_obs=False, norm_reward=False,
+             norm_adv=False, baseline=baseline)
+    obs = first_batch(2, 32)[0]
+    expected = returns[0][2] - (torch.as_tensor(obs[..., 0]) if baseline else 0.0)
+    torch.testing.assert_close(losses[0][0][1], expected.reshape(-1))
+
+
+@pytest.mark.parametrize("epochs", [1, 3])
+def test_reinforce_update_epochs_steps_the_policy_that_many_times_per_batch(tmp_path, monkeypatch, epochs):
+    agents = record_agents(monkeypatch, MODULES["reinforce"])
+    optimizers = record_optimizers(monkeypatch)
+    losses = spy(monkeypatch, MODULES["reinforce"], "reinforce_loss")
+    run_main("reinforce", tmp_path, env_id="Probe-v0", total_timesteps=128, update_epochs=epochs)
+    actor = {id(p) for p in agents[-1].actor.parameters()}
+    (policy_optimizer,) = [o for o in optimizers if id(o.param_groups[0]["params"][0]) in actor]
+    assert steps_taken(policy_optimizer) == 2 * epochs
+    # each epoch re-evaluates log pi under the policy the previous epoch left
+    if epochs > 1:
+        assert not torch.equal(losses[0][0][0], losses[1][0][0])
