@@ -345,3 +345,74 @@ def test_reinforce_update_epochs_steps_the_policy_that_many_times_per_batch(tmp_
     # each epoch re-evaluates log pi under the policy the previous epoch left
     if epochs > 1:
         assert not torch.equal(losses[0][0][0], losses[1][0][0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------------------------
+def assert_same(a, b, where="checkpoint"):
+    """Nested dicts, lists and tensors are equal, key by key and element by element."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for key in a:
+            assert_same(a[key], b[key], f"{where}[{key!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+def optimizer_states(checkpoint):
+    """The per-parameter state (step, moments) of the checkpoint's optimizer(s), by name."""
+    saved = checkpoint["optimizer"]
+    saved = saved if "state" not in saved else {"optimizer": saved}
+    return {name: s["state"] for name, s in saved.items()}
+
+
+@pytest.mark.parametrize("env_id", BOTH_KINDS)
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_checkpoints_round_trip_everything_and_training_continues_from_them(tmp_path, monkeypatch, name, env_id):
+    m = MODULES[name]
+    flags = dict(env_id=env_id, norm_obs=True, norm_reward=True)
+    run_main(name, tmp_path / "a", total_timesteps=128, save_model=True, **flags)
+    (path_a,) = glob.glob(str(tmp_path / "a" / "runs" / "*" / "model.pt"))
+    a = torch.load(path_a, weights_only=True)
+    assert a["agent"]["obs_rms.count"] > 100 and a["reward_rms"]["count"] > 100  # moved from their priors
+    assert all(len(state) > 0 for state in optimizer_states(a).values())  # Adam moments of every optimizer
+
+    # load then save, without training in between: the same checkpoint
+    run_main(name, tmp_path / "b", total_timesteps=0, load_model=path_a, save_model=True, **flags)
+    (path_b,) = glob.glob(str(tmp_path / "b" / "runs" / "*" / "model.pt"))
+    b = torch.load(path_b, weights_only=True)
+    for key in ("agent", "optimizer", "reward_rms", "norm_obs", "algo"):
+        assert_same(a[key], b[key], key)
+
+    # training from the checkpoint starts from its state: weights, statistics, optimizer moments
+    agents, optimizers = record_agents(monkeypatch, m), record_optimizers(monkeypatch)
+    reward_stats = []
+    real_update = m.RunningMeanStd.update
+
+    def update(rms, x):
+        if rms.mean.dim() == 0:  # the reward-scaling statistics, before the first batch merges in
+            reward_stats.append(copy.deepcopy(rms.state_dict()))
+        return real_update(rms, x)
+
+    monkeypatch.setattr(m.RunningMeanStd, "update", update)
+    at_first_batch = []
+    real_estimator = getattr(m, ESTIMATOR[name])
+
+    def estimator(*args, **kwargs):
+        at_first_batch.append((copy.deepcopy(agents[-1].state_dict()),
+                               [copy.deepcopy(o.state_dict()["state"]) for o in optimizers]))
+        return real_estimator(*args, **kwargs)
+
+    monkeypatch.setattr(m, ESTIMATOR[name], estimator)
+    run_main(name, tmp_path / "c", total_timesteps=64, load_model=path_a, **flags)
+    agent_state, optimizer_state = at_first_batch[0]
+    assert_same(a["agent"], agent_state, "agent")
+    assert_same(list(optimizer_states(a).values()), optimizer_state, "optimizer")
+    assert_same(a["reward_rms"], reward_stats[0], "reward_rms")
