@@ -318,3 +318,26 @@ def test_trust_region_holds_between_consecutive_acting_policies_on_raw_observati
     (metrics,) = glob.glob(str(tmp_path / "runs" / "*" / "metrics.jsonl"))
     logged = [json.loads(line) for line in open(metrics) if "charts/normalizer_kl" in line]
     assert len(logged) == 16 and all(0 <= r["charts/normalizer_kl"] <= max_kl for r in logged)
+
+
+@pytest.mark.parametrize("kind", ["box", "discrete"])
+def test_policy_dist_helpers_match_torch_distributions(kind):
+    """log_prob, entropy and kl on PolicyDist, and detached: a copy outside the graph."""
+    agent, x = tiny_agent(kind)
+    dist = agent.dist(x)
+    other = trpo.PolicyDist(dist.out + 0.3 * torch.randn_like(dist.out), None if dist.log_std is None else dist.log_std - 0.2)
+    if kind == "box":
+        make = lambda d: torch.distributions.Independent(Normal(d.out, d.log_std.exp().expand_as(d.out)), 1)
+        actions = torch.randn(len(x), 2, dtype=torch.float64)
+    else:
+        make = lambda d: Categorical(logits=d.out)
+        actions = torch.randint(0, 3, (len(x),))
+    torch.testing.assert_close(trpo.log_prob(dist, actions), make(dist).log_prob(actions))
+    torch.testing.assert_close(trpo.entropy(dist).expand(len(x)), make(dist).entropy())  # () for the Gaussian
+    torch.testing.assert_close(trpo.kl(dist, other), kl_divergence(make(dist), make(other)))
+    copy_ = trpo.detached(dist)
+    for original, copied in zip(dist, copy_):
+        if original is None:
+            continue
+        assert original.requires_grad and not copied.requires_grad and torch.equal(original, copied)
+        assert copied.untyped_storage().data_ptr() != original.untyped_storage().data_ptr()
