@@ -135,8 +135,20 @@ def test_running_mean_std_equals_batch_statistics(RunningMeanStd):
     np.testing.assert_allclose(normalized.numpy(), (data - data.mean(0)) / np.sqrt(data.var(0) + 1e-8), rtol=1e-8)
     assert rms.normalize(torch.full((1, 4), 1e6, dtype=torch.float64), clip=5.0).max().item() == 5.0
     assert rms.normalize(torch.full((1, 4), -1e6, dtype=torch.float64), clip=5.0).min().item() == -5.0
-    # the statistics are buffers: they travel in state_dict (and so in checkpoints)
+    # the statistics are buffers: they travel in state_dict (and so in checkpoints); float64, so
+    # that the count still grows past 2^24 steps and the mean of a long run keeps its precision
     assert {"mean", "var", "count"} <= set(rms.state_dict())
+    assert all(v.dtype == torch.float64 for v in rms.state_dict().values())
+
+
+@pytest.mark.parametrize("RunningMeanStd", copies("RunningMeanStd"))
+def test_running_mean_std_normalizes_a_constant_dimension_to_zero(RunningMeanStd):
+    """An observation coordinate that never changes has variance 0: it becomes 0, never NaN or inf."""
+    rms = RunningMeanStd((2,), epsilon=0.0)
+    data = torch.tensor([[1.0, 5.0], [2.0, 5.0], [3.0, 5.0]], dtype=torch.float64)
+    rms.update(data)
+    out = rms.normalize(data, clip=10.0)
+    assert torch.isfinite(out).all() and torch.equal(out[:, 1], torch.zeros(3, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("RunningMeanStd", copies("RunningMeanStd"))
@@ -185,29 +197,33 @@ def test_explained_variance(explained_variance):
 # Policy distributions
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("m", [pytest.param(MODULES[m], id=m) for m in SCRIPTS])
-def test_gaussian_log_prob_and_entropy_match_torch_distributions(m):
+@pytest.mark.parametrize("batch", [(7,), (5, 2)])
+def test_gaussian_log_prob_and_entropy_match_torch_distributions(m, batch):
     torch.manual_seed(0)
-    mean, log_std, action = torch.randn(7, 3), torch.randn(3), torch.randn(7, 3)
+    mean, log_std, action = torch.randn(*batch, 3), torch.randn(3), torch.randn(*batch, 3)
     reference = Normal(mean, log_std.exp())
     torch.testing.assert_close(m.gaussian_log_prob(mean, log_std, action), reference.log_prob(action).sum(-1))
-    torch.testing.assert_close(m.gaussian_entropy(log_std), reference.entropy()[0].sum())
+    torch.testing.assert_close(m.gaussian_entropy(log_std), reference.entropy().sum(-1).flatten()[0])
+    torch.testing.assert_close(m.gaussian_entropy(log_std.expand(*batch, 3)), reference.entropy().sum(-1))
 
 
 @pytest.mark.parametrize("m", [pytest.param(MODULES[m], id=m) for m in SCRIPTS])
-def test_categorical_log_prob_and_entropy_match_torch_distributions(m):
+@pytest.mark.parametrize("batch", [(7,), (5, 2)])
+def test_categorical_log_prob_and_entropy_match_torch_distributions(m, batch):
     torch.manual_seed(0)
-    logits, action = torch.randn(7, 4), torch.randint(0, 4, (7,))
+    logits, action = torch.randn(*batch, 4), torch.randint(0, 4, batch)
     reference = Categorical(logits=logits)
     torch.testing.assert_close(m.categorical_log_prob(logits, action), reference.log_prob(action))
     torch.testing.assert_close(m.categorical_entropy(logits), reference.entropy())
 
 
 @pytest.mark.parametrize("m", [pytest.param(MODULES[m], id=m) for m in SCRIPTS])
-def test_gaussian_and_categorical_kl_match_torch_distributions(m):
+@pytest.mark.parametrize("batch", [(5,), (5, 2)])
+def test_gaussian_and_categorical_kl_match_torch_distributions(m, batch):
     torch.manual_seed(0)
-    m0, m1, s0, s1 = torch.randn(5, 3), torch.randn(5, 3), torch.randn(3), torch.randn(3)
+    m0, m1, s0, s1 = torch.randn(*batch, 3), torch.randn(*batch, 3), torch.randn(3), torch.randn(3)
     expected = kl_divergence(Normal(m0, s0.exp()), Normal(m1, s1.exp())).sum(-1)  # summed over action dims
     torch.testing.assert_close(m.gaussian_kl(m0, s0, m1, s1), expected)
-    l0, l1 = torch.randn(5, 4), torch.randn(5, 4)
+    l0, l1 = torch.randn(*batch, 4), torch.randn(*batch, 4)
     torch.testing.assert_close(m.categorical_kl(l0, l1), kl_divergence(Categorical(logits=l0), Categorical(logits=l1)))
     assert m.gaussian_kl(m0, s0, m0, s0).abs().max() < 1e-6

@@ -137,6 +137,17 @@ def test_line_search_never_accepts_a_worse_surrogate():
     assert backtracks == 4  # 0.5^j < 0.1 first at j = 4
 
 
+def test_line_search_boundaries_kl_equal_to_delta_accepted_equal_surrogate_rejected():
+    """KL <= delta is inside the region; only a strict improvement of the surrogate is accepted."""
+    theta0 = torch.zeros(1, dtype=torch.float64)
+    step = torch.ones(1, dtype=torch.float64)
+    at_boundary = lambda theta: (1.0, 0.01)  # improves, KL exactly delta
+    assert trpo.line_search(at_boundary, theta0, step, 0.0, 0.01, 0.5, 3).accepted
+    no_better = lambda theta: (0.0, 0.0) if theta.item() != 0.25 else (1e-9, 0.0)  # equal, equal, then better
+    result = trpo.line_search(no_better, theta0, step, 0.0, 0.01, 0.5, 3)
+    assert result.accepted and result.backtracks == 2
+
+
 def test_line_search_failure_returns_theta0_unchanged():
     theta0, evaluate, seen = quadratic_problem(1.0, lambda d: -float(d @ d))  # never improves
     before = theta0.clone()
@@ -207,7 +218,7 @@ def test_policy_update_restores_the_parameters_exactly_when_the_line_search_fail
 def test_policy_update_refuses_a_non_finite_surrogate():
     agent, b = batch("box")
     before = trpo.flat_params(agent.policy_parameters())
-    with pytest.raises(trpo.TrainingError):
+    with pytest.raises(trpo.TrainingError, match="non-finite surrogate"):
         trpo.trpo_policy_update(agent, b._replace(advantages=b.advantages * float("nan")), trpo.Args())
     assert torch.equal(trpo.flat_params(agent.policy_parameters()), before)
 
