@@ -153,17 +153,19 @@ def discounted_stream(rewards, dones, gamma):
     return out
 
 
+@pytest.mark.parametrize("clip", [10.0, 0.5])
 @pytest.mark.parametrize("name", SCRIPTS)
-def test_scaled_rewards_reach_the_advantages_and_the_logged_returns_stay_raw(tmp_path, monkeypatch, name):
+def test_scaled_rewards_reach_the_advantages_and_the_logged_returns_stay_raw(tmp_path, monkeypatch, name, clip):
     m = MODULES[name]
     calls = spy(monkeypatch, m, ESTIMATOR[name])
     gamma = 0.9
-    _, metrics = run_main(name, tmp_path, env_id="Probe-v0", total_timesteps=128, gamma=gamma, norm_reward=True)
+    _, metrics = run_main(name, tmp_path, env_id="Probe-v0", total_timesteps=128, gamma=gamma, norm_reward=True,
+                          clip_reward=clip)
     obs, rewards, terminated, truncated, _ = first_batch(2, 32)
-    # the first batch's rewards are divided by the std of their discounted return stream
+    # the first batch's rewards are divided by the std of their discounted return stream, then clipped
     scale = discounted_stream(rewards, terminated | truncated, gamma).std()
-    assert scale > 2.0
-    np.testing.assert_allclose(calls[0][0][0].numpy(), rewards / scale, rtol=1e-4)
+    assert scale > 2.0 and (rewards / scale > 0.5).any() and (rewards / scale < 0.5).any()
+    np.testing.assert_allclose(calls[0][0][0].numpy(), np.clip(rewards / scale, -clip, clip), rtol=1e-4)
     # ... while every logged episode return is the raw sum of the env's rewards
     episodes = []
     for key in (1, 2):
@@ -229,7 +231,7 @@ def test_one_update_raises_log_pi_of_positive_advantage_actions_and_lowers_the_r
         return real_estimator(*args, **kwargs)
 
     monkeypatch.setattr(m, ESTIMATOR[name], estimator)
-    run_main(name, tmp_path, env_id=env_id, total_timesteps=64)
+    _, metrics = run_main(name, tmp_path, env_id=env_id, total_timesteps=64)
     assert len(before) == 1
     records = helper_envs.BanditEnv.TRANSITIONS[1] + helper_envs.BanditEnv.TRANSITIONS[2]
     assert len(records) == 64
@@ -241,6 +243,62 @@ def test_one_update_raises_log_pi_of_positive_advantage_actions_and_lowers_the_r
     change = policy_log_prob(agents[-1], obs, actions) - policy_log_prob(before[0], obs, actions)
     up, down = change[advantages > 0].mean().item(), change[advantages < 0].mean().item()
     assert up > 0 > down, (up, down)
+    # the logged KL is the estimate mean[(r - 1) - log r] of this very change, r = pi_1 / pi_0
+    (logged,) = [r["losses/approx_kl"] for r in metrics if "losses/approx_kl" in r]
+    assert logged == pytest.approx((change.exp() - 1 - change).mean().item(), rel=1e-3, abs=1e-9)
+
+
+@pytest.mark.parametrize("env_id", BOTH_KINDS)
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_one_update_brings_the_critic_closer_to_its_targets(tmp_path, monkeypatch, name, env_id):
+    """The value regression descends: on the first batch, mean (V(s) - R)^2 is smaller after the
+    update than before it, R being the targets the estimator returned."""
+    m = MODULES[name]
+    agents = record_agents(monkeypatch, m)
+    before, targets = [], []
+    real_estimator = getattr(m, ESTIMATOR[name])
+
+    def estimator(*args, **kwargs):
+        before.append(copy.deepcopy(agents[-1]))
+        result = real_estimator(*args, **kwargs)
+        targets.append(result if name == "reinforce" else result[1])
+        return result
+
+    monkeypatch.setattr(m, ESTIMATOR[name], estimator)
+    run_main(name, tmp_path, env_id=env_id, total_timesteps=64, norm_obs=False, norm_reward=False)
+    obs = torch.as_tensor(first_batch(2, 32)[0])
+    with torch.no_grad():
+        error = [(agent.value(obs) - targets[0]).square().mean().item() for agent in (before[0], agents[-1])]
+    assert error[1] < 0.98 * error[0], error
+
+
+@pytest.mark.parametrize("norm_adv", [True, False])
+def test_ppo_minibatches_partition_the_batch_and_keep_each_sample_together(tmp_path, monkeypatch, norm_adv):
+    """Per epoch, the minibatches hold every sample of the batch once, each with its own old value,
+    return and advantage (A = R - V_0); advantages normalized per minibatch when asked."""
+    m = MODULES["ppo"]
+    known_values(monkeypatch, m)  # V(s) = s[0], so a sample's value tells which state it is
+    gae = spy(monkeypatch, m, "compute_gae")
+    value_losses = spy(monkeypatch, m, "ppo_value_loss")
+    policy_losses = spy(monkeypatch, m, "ppo_policy_loss")
+    run_main("ppo", tmp_path, env_id="Probe-v0", total_timesteps=64, norm_obs=False, norm_reward=False,
+             norm_adv=norm_adv, update_epochs=3, num_minibatches=4)
+    (_, _, (advantages, returns)), values = gae[0], gae[0][0][1]
+    batch = sorted(zip(values.flatten().tolist(), returns.flatten().tolist()))
+    assert len(value_losses) == len(policy_losses) == 3 * 4
+    for epoch in range(3):
+        samples = []
+        for k in range(4 * epoch, 4 * epoch + 4):
+            new_values, old_values, mb_returns, _ = value_losses[k][0]
+            mb_advantages = policy_losses[k][0][1]
+            assert len(mb_returns) == 64 // 4
+            torch.testing.assert_close(new_values, old_values)  # same states, V unchanged by the update
+            if norm_adv:
+                assert abs(mb_advantages.mean().item()) < 1e-5 and abs(mb_advantages.std(correction=0).item() - 1) < 1e-3
+            else:
+                torch.testing.assert_close(mb_advantages, mb_returns - old_values)
+            samples += zip(old_values.tolist(), mb_returns.tolist())
+        assert sorted(samples) == batch
 
 
 def test_ppo_entropy_bonus_raises_the_entropy(tmp_path, monkeypatch):
