@@ -62,11 +62,14 @@ Usage: python ppo.py --env-id Hopper-v4      python ppo.py --help
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import platform
 import random
 import re
+import subprocess
 import sys
 import time
 from collections import deque
@@ -636,6 +639,36 @@ def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, device: torch.
     return returns
 
 
+def run_config(args: Args, resolved: dict, device: torch.device) -> dict:
+    """What a run directory's config.json records: every argument (per-kind defaults resolved), the
+    command line, this file's name, sha256 and git commit (None outside a repository), the library
+    versions and the device."""
+    path = os.path.abspath(__file__)
+    with open(path, "rb") as f:
+        sha256 = hashlib.sha256(f.read()).hexdigest()
+    try:
+        git = subprocess.run(["git", "rev-parse", "HEAD"], cwd=os.path.dirname(path), capture_output=True,
+                             text=True, timeout=10)
+        commit = git.stdout.strip() if git.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    try:
+        import mujoco  # only to record its version
+        mujoco_version = mujoco.__version__
+    except ImportError:
+        mujoco_version = None
+    return {
+        "args": {**asdict(args), **resolved},
+        "command": [os.path.basename(sys.executable), *sys.argv],
+        "script": os.path.basename(path),
+        "sha256": sha256,
+        "git_commit": commit,
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "gymnasium": gym.__version__, "mujoco": mujoco_version},
+        "device": str(device),
+    }
+
+
 def format_seconds(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
@@ -676,6 +709,9 @@ def main(args: Args) -> dict:
     grad = flat_grad_buffer(parameters)  # every parameter's .grad is a view into it
 
     run_name, run_dir = make_run_dir(args.output_dir, args.env_id, args.exp_name, args.seed)
+    config = run_config(args, {"norm_obs": norm_obs, "norm_reward": norm_reward, "clip_vloss": clip_vloss}, device)
+    with open(os.path.join(run_dir, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
     wandb_run = None
     if args.track:
         import wandb  # only tracking needs it
@@ -866,6 +902,7 @@ def main(args: Args) -> dict:
         "sps": round(global_step / train_time, 1) if global_step else None,
         "episodes": episodes,
         "final_return_mean": float(np.mean(recent_returns)) if recent_returns else None,
+        "sha256": config["sha256"],
     }
     if args.save_model:
         save_checkpoint(os.path.join(run_dir, "model.pt"), args, agent, optimizer, reward_rms, global_step)

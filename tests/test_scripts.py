@@ -3,12 +3,15 @@ they share (flags, outputs, errors, determinism, save/load) is tested once for a
 
 import ast
 import glob
+import hashlib
 import importlib
 import json
 import os
 import re
 import shutil
+import subprocess
 
+import gymnasium as gym
 import pytest
 import torch
 
@@ -102,6 +105,39 @@ def test_smoke_run_writes_metrics_and_summary(run, tmp_path, script, env_id):
     assert summary["final_return_mean"] is not None and summary["sps"] > 0
     assert "eval_return_mean" in summary and "eval_return_std" in summary
     assert "done:" in proc.stdout and len(proc.stdout.splitlines()) < 20  # no line per episode
+    check_config(run_dir, script, summary)
+    config = read_config(run_dir)
+    assert config["args"]["env_id"] == env_id and config["args"]["total_timesteps"] == 512
+    assert config["args"]["norm_obs"] is normalized and config["args"]["norm_reward"] is normalized  # resolved
+    if script == "ppo.py":
+        assert config["args"]["clip_vloss"] is normalized
+    assert config["command"][1].endswith(script) and config["command"][2:4] == ["--env-id", env_id]
+
+
+def read_config(run_dir):
+    with open(os.path.join(run_dir, "config.json")) as f:
+        return json.load(f)
+
+
+def git_head(folder):
+    """The commit of the repository holding `folder`, or None outside one."""
+    proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def check_config(run_dir, script, summary, script_path=None):
+    """config.json names the exact file that ran (sha256, also in summary.json), its commit, the
+    library versions and the device."""
+    script_path = script_path or os.path.join(ROOT, script)
+    config = read_config(run_dir)
+    with open(script_path, "rb") as f:
+        sha256 = hashlib.sha256(f.read()).hexdigest()
+    assert config["script"] == script and config["sha256"] == sha256 == summary["sha256"]
+    assert config["git_commit"] == git_head(os.path.dirname(script_path))
+    assert config["versions"]["torch"] == torch.__version__ and config["versions"]["gymnasium"] == gym.__version__
+    assert config["versions"]["python"].count(".") == 2 and "mujoco" in config["versions"]
+    assert config["device"] == "cpu"
+    assert set(config["args"]) >= set(module(script).Args.__dataclass_fields__)
 
 
 @pytest.mark.parametrize("script", SCRIPT_NAMES)
@@ -112,8 +148,9 @@ def test_lone_copy_runs_in_an_empty_folder(tmp_path, script):
     proc = run_script(str(lone / script), ["--env-id", "CartPole-v1", "--total-timesteps", "256",
                                            "--eval-episodes", "0", *tiny(script)], cwd=lone)
     assert_ok(proc)
-    assert len(run_dirs(lone / "runs")) == 1
+    (run_dir,) = run_dirs(lone / "runs")
     assert sorted(os.listdir(lone)) == sorted(["runs", script])
+    check_config(run_dir, script, read_summary(run_dir), script_path=str(lone / script))  # no commit outside a repository
 
 
 @pytest.mark.parametrize("script", SCRIPT_NAMES)
