@@ -101,6 +101,7 @@ import os
 import platform
 import random
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -746,6 +747,9 @@ def make_run_dir(output_dir: str, env_id: str, exp_name: str, seed: int) -> tupl
             return run_name, path
         except FileExistsError:
             continue
+        except OSError as e:  # --output-dir is a file, read-only, ...
+            raise ConfigError(f"--output-dir {output_dir}: cannot create a run directory there "
+                              f"({e.strerror or type(e).__name__})") from None
     raise ConfigError(f"could not create a new run directory under {output_dir}")
 
 
@@ -906,10 +910,15 @@ def main(args: Args) -> dict:
         json.dump(config, f, indent=2)
     wandb_run = None
     if args.track:
-        import wandb  # only tracking needs it
+        try:
+            import wandb  # only tracking needs it
 
-        wandb_run = wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args),
-                               name=run_name, dir=run_dir, save_code=True)
+            wandb_run = wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args),
+                                   name=run_name, dir=run_dir, save_code=True)
+        except Exception as e:  # not installed, not logged in, offline, a bad WANDB_* setting, ...
+            shutil.rmtree(run_dir, ignore_errors=True)  # the run never started: leave nothing behind
+            raise ConfigError(f"--track: wandb could not start ({first_line(e)}); run `wandb login`, "
+                              "or set WANDB_MODE=offline to log locally") from None
         wandb_run.define_metric("global_step")
         wandb_run.define_metric("*", step_metric="global_step")
     logger = MetricsLogger(os.path.join(run_dir, "metrics.jsonl"), wandb_run)

@@ -380,3 +380,19 @@ def test_common_command_line(script):
     flags = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", help_text))  # whole flags: --no-cuda is not --cuda
     for flag in COMMON_FLAGS:
         assert flag in flags, flag
+
+
+@pytest.mark.parametrize("script", SCRIPT_NAMES)
+def test_output_dir_that_is_a_file_is_a_one_line_error(run, tmp_path, script):
+    (tmp_path / "afile").write_text("")
+    proc = run(script, "--env-id", "CartPole-v1", "--total-timesteps", "256", *tiny(script),
+               output_dir=tmp_path / "afile")
+    assert_one_line_error(proc, 2, "--output-dir")
+
+
+@pytest.mark.parametrize("script", SCRIPT_NAMES)
+def test_wandb_that_cannot_start_is_a_one_line_error_leaving_no_run_directory(run, tmp_path, script):
+    proc = run(script, "--env-id", "CartPole-v1", "--total-timesteps", "256", "--track", *tiny(script),
+               env_extra={"WANDB_MODE": "no-such-mode", "WANDB_SILENT": "true"})
+    assert_one_line_error(proc, 2, "WANDB_MODE=offline")
+    assert run_dirs(tmp_path / "runs") == []
