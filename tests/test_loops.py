@@ -12,7 +12,6 @@ import copy
 import glob
 import importlib
 import json
-import os
 
 import numpy as np
 import pytest
@@ -46,16 +45,20 @@ def run_main(name, tmp_path, **fields):
         return summary, [json.loads(line) for line in f]
 
 
-def spy(monkeypatch, m, function_name):
-    """Wrap m.function_name; returns the list of (args, kwargs, result) of its calls."""
-    calls, real = [], getattr(m, function_name)
+def spy(monkeypatch, owner, function_name, before=None):
+    """Wrap owner.function_name (a module's function or a class's method); returns the list of
+    (args, kwargs, result) of its calls. `before(*args, **kwargs)`, if given, runs before each call:
+    the place to copy a state the call is about to change."""
+    calls, real = [], getattr(owner, function_name)
 
     def wrapper(*args, **kwargs):
+        if before is not None:
+            before(*args, **kwargs)
         result = real(*args, **kwargs)
         calls.append((args, kwargs, result))
         return result
 
-    monkeypatch.setattr(m, function_name, wrapper)
+    monkeypatch.setattr(owner, function_name, wrapper)
     return calls
 
 
@@ -223,14 +226,8 @@ def test_one_update_raises_log_pi_of_positive_advantage_actions_and_lowers_the_r
     must move log pi up for the actions whose reward is above the batch's mean and down for the rest."""
     m = MODULES[name]
     agents = record_agents(monkeypatch, m)
-    before = []
-    real_estimator = getattr(m, ESTIMATOR[name])
-
-    def estimator(*args, **kwargs):
-        before.append(copy.deepcopy(agents[-1]))  # the policy that collected the batch
-        return real_estimator(*args, **kwargs)
-
-    monkeypatch.setattr(m, ESTIMATOR[name], estimator)
+    before = []  # the policy that collected the batch
+    spy(monkeypatch, m, ESTIMATOR[name], before=lambda *_, **__: before.append(copy.deepcopy(agents[-1])))
     _, metrics = run_main(name, tmp_path, env_id=env_id, total_timesteps=64)
     assert len(before) == 1
     records = helper_envs.BanditEnv.TRANSITIONS[1] + helper_envs.BanditEnv.TRANSITIONS[2]
@@ -255,17 +252,10 @@ def test_one_update_brings_the_critic_closer_to_its_targets(tmp_path, monkeypatc
     update than before it, R being the targets the estimator returned."""
     m = MODULES[name]
     agents = record_agents(monkeypatch, m)
-    before, targets = [], []
-    real_estimator = getattr(m, ESTIMATOR[name])
-
-    def estimator(*args, **kwargs):
-        before.append(copy.deepcopy(agents[-1]))
-        result = real_estimator(*args, **kwargs)
-        targets.append(result if name == "reinforce" else result[1])
-        return result
-
-    monkeypatch.setattr(m, ESTIMATOR[name], estimator)
+    before = []
+    calls = spy(monkeypatch, m, ESTIMATOR[name], before=lambda *_, **__: before.append(copy.deepcopy(agents[-1])))
     run_main(name, tmp_path, env_id=env_id, total_timesteps=64, norm_obs=False, norm_reward=False)
+    targets = [result if name == "reinforce" else result[1] for _, _, result in calls]
     obs = torch.as_tensor(first_batch(2, 32)[0])
     with torch.no_grad():
         error = [(agent.value(obs) - targets[0]).square().mean().item() for agent in (before[0], agents[-1])]
@@ -283,7 +273,7 @@ def test_ppo_minibatches_partition_the_batch_and_keep_each_sample_together(tmp_p
     policy_losses = spy(monkeypatch, m, "ppo_policy_loss")
     run_main("ppo", tmp_path, env_id="Probe-v0", total_timesteps=64, norm_obs=False, norm_reward=False,
              norm_adv=norm_adv, update_epochs=3, num_minibatches=4)
-    (_, _, (advantages, returns)), values = gae[0], gae[0][0][1]
+    (_, returns), values = gae[0][2], gae[0][0][1]
     batch = sorted(zip(values.flatten().tolist(), returns.flatten().tolist()))
     assert len(value_losses) == len(policy_losses) == 3 * 4
     for epoch in range(3):
@@ -353,13 +343,8 @@ def test_ppo_learning_rate_annealing(tmp_path, monkeypatch, anneal):
     """lr_k = lr_0 (1 - (k - 1) / K) for update k of K, as the optimizer holds it during the update."""
     optimizers = record_optimizers(monkeypatch)
     seen = []
-    real_loss = MODULES["ppo"].ppo_policy_loss
-
-    def loss(*args, **kwargs):
-        seen.append(optimizers[-1].param_groups[0]["lr"])
-        return real_loss(*args, **kwargs)
-
-    monkeypatch.setattr(MODULES["ppo"], "ppo_policy_loss", loss)
+    spy(monkeypatch, MODULES["ppo"], "ppo_policy_loss",
+        before=lambda *_, **__: seen.append(optimizers[-1].param_groups[0]["lr"]))
     _, metrics = run_main("ppo", tmp_path, env_id="Probe-v0", total_timesteps=256, learning_rate=0.01,
                           anneal_lr=anneal)
     expected = [0.01, 0.0075, 0.005, 0.0025] if anneal else [0.01] * 4
@@ -451,24 +436,18 @@ def test_checkpoints_round_trip_everything_and_training_continues_from_them(tmp_
 
     # training from the checkpoint starts from its state: weights, statistics, optimizer moments
     agents, optimizers = record_agents(monkeypatch, m), record_optimizers(monkeypatch)
-    reward_stats = []
-    real_update = m.RunningMeanStd.update
+    reward_stats, at_first_batch = [], []
 
-    def update(rms, x):
+    def reward_statistics(rms, x):
         if rms.mean.dim() == 0:  # the reward-scaling statistics, before the first batch merges in
             reward_stats.append(copy.deepcopy(rms.state_dict()))
-        return real_update(rms, x)
 
-    monkeypatch.setattr(m.RunningMeanStd, "update", update)
-    at_first_batch = []
-    real_estimator = getattr(m, ESTIMATOR[name])
-
-    def estimator(*args, **kwargs):
+    def agent_and_optimizers(*args, **kwargs):
         at_first_batch.append((copy.deepcopy(agents[-1].state_dict()),
                                [copy.deepcopy(o.state_dict()["state"]) for o in optimizers]))
-        return real_estimator(*args, **kwargs)
 
-    monkeypatch.setattr(m, ESTIMATOR[name], estimator)
+    spy(monkeypatch, m.RunningMeanStd, "update", before=reward_statistics)
+    spy(monkeypatch, m, ESTIMATOR[name], before=agent_and_optimizers)
     run_main(name, tmp_path / "c", total_timesteps=64, load_model=path_a, **flags)
     agent_state, optimizer_state = at_first_batch[0]
     assert_same(a["agent"], agent_state, "agent")
