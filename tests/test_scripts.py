@@ -105,8 +105,7 @@ def test_smoke_run_writes_metrics_and_summary(run, tmp_path, script, env_id):
     assert summary["final_return_mean"] is not None and summary["sps"] > 0
     assert "eval_return_mean" in summary and "eval_return_std" in summary
     assert "done:" in proc.stdout and len(proc.stdout.splitlines()) < 20  # no line per episode
-    check_config(run_dir, script, summary)
-    config = read_config(run_dir)
+    config = check_config(run_dir, script, summary)
     assert config["args"]["env_id"] == env_id and config["args"]["total_timesteps"] == 512
     assert config["args"]["norm_obs"] is normalized and config["args"]["norm_reward"] is normalized  # resolved
     if script == "ppo.py":
@@ -127,7 +126,7 @@ def git_head(folder):
 
 def check_config(run_dir, script, summary, script_path=None):
     """config.json names the exact file that ran (sha256, also in summary.json), its commit, the
-    library versions and the device."""
+    library versions and the device; returns it."""
     script_path = script_path or os.path.join(ROOT, script)
     config = read_config(run_dir)
     with open(script_path, "rb") as f:
@@ -138,6 +137,7 @@ def check_config(run_dir, script, summary, script_path=None):
     assert config["versions"]["python"].count(".") == 2 and "mujoco" in config["versions"]
     assert config["device"] == "cpu"
     assert set(config["args"]) >= set(module(script).Args.__dataclass_fields__)
+    return config
 
 
 @pytest.mark.parametrize("script", SCRIPT_NAMES)
@@ -354,6 +354,12 @@ def test_importing_runs_nothing(tmp_path, script):
     assert proc.stdout == "" and os.listdir(tmp_path) == []
 
 
+def help_flags(script):
+    """The whole flags that `script --help` lists (--no-cuda is not --cuda)."""
+    help_text = run_script(os.path.join(ROOT, script), ["--help"], cwd=ROOT).stdout
+    return set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", help_text))
+
+
 @pytest.mark.parametrize("script", SCRIPT_NAMES)
 def test_every_flag_has_a_docstring(script):
     tree = ast.parse(open(os.path.join(ROOT, script)).read())
@@ -363,8 +369,7 @@ def test_every_flag_has_a_docstring(script):
     for i, name in fields:
         following = body[i + 1] if i + 1 < len(body) else None
         assert isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant), name
-    help_text = run_script(os.path.join(ROOT, script), ["--help"], cwd=ROOT).stdout
-    flags = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", help_text))
+    flags = help_flags(script)
     for _, name in fields:
         assert "--" + name.replace("_", "-") in flags, name
 
@@ -376,8 +381,7 @@ COMMON_FLAGS = ["--env-id", "--seed", "--total-timesteps", "--num-envs", "--cuda
 
 @pytest.mark.parametrize("script", SCRIPT_NAMES)
 def test_common_command_line(script):
-    help_text = run_script(os.path.join(ROOT, script), ["--help"], cwd=ROOT).stdout
-    flags = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", help_text))  # whole flags: --no-cuda is not --cuda
+    flags = help_flags(script)
     for flag in COMMON_FLAGS:
         assert flag in flags, flag
 
