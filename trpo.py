@@ -102,11 +102,13 @@ import platform
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Callable, NamedTuple, Optional
 
 import gymnasium as gym
@@ -118,6 +120,7 @@ import tyro
 ALGO = "trpo"
 PROGRESS_EVERY_S = 5.0  # seconds between two progress lines on stdout
 EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes use seeds disjoint from the training envs'
+EVAL_MAX_EPISODE_STEPS = 10_000  # evaluation's cap for an env without a time limit of its own
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
@@ -134,7 +137,7 @@ class Args:
     torch_deterministic: bool = True
     """force deterministic cuDNN kernels (CPU runs are deterministic either way)"""
     cuda: bool = True
-    """use CUDA when it is available (otherwise a warning and the CPU)"""
+    """use CUDA when it is available (the start line names the device used)"""
     torch_threads: int = 1
     """CPU threads torch may use; 1 is fastest for small MLPs and lets runs share a machine"""
     track: bool = False
@@ -143,14 +146,25 @@ class Args:
     """Weights & Biases project"""
     wandb_entity: Optional[str] = None
     """Weights & Biases entity (team or user); None = your default"""
+    tensorboard: bool = False
+    """also write the metrics as TensorBoard events in the run directory (`tensorboard --logdir runs`)"""
     capture_video: bool = False
-    """record the evaluation episodes to `videos/` in the run directory (needs moviepy)"""
+    """record the final evaluation's episodes to `videos/` in the run directory (needs moviepy)"""
     save_model: bool = False
-    """write `model.pt` (weights, normalization statistics, optimizer) in the run directory"""
+    """accepted for CleanRL habits, changes nothing: `model.pt` is always written (see --checkpoint-every)"""
+    checkpoint_every: int = 100_000
+    """rewrite the run's `model.pt` every this many steps (0 = never during training); it is always
+    written at the end, and when SIGINT (Ctrl-C) or SIGTERM stops the run"""
+    resume: Optional[str] = None
+    """continue the run in this run directory from its `model.pt`: same directory, step count,
+    schedule, optimizer, statistics and RNG states; its config.json supplies every flag not given here"""
     load_model: Optional[str] = None
-    """start from this `model.pt`; with --total-timesteps 0 it is only evaluated"""
+    """start a new run from this `model.pt` (fine-tuning; with --total-timesteps 0 only evaluated); the env
+    id, --hidden-sizes and normalization flags default to the checkpoint's"""
+    eval_every: int = 0
+    """also evaluate every this many steps during training (0 = only at the end)"""
     eval_episodes: int = 10
-    """episodes with the deterministic policy and frozen normalization after training (0 = none)"""
+    """episodes of each evaluation: deterministic policy, frozen normalization (0 = no evaluation)"""
     output_dir: str = "runs"
     """directory under which each run gets its own new directory"""
 
@@ -158,7 +172,7 @@ class Args:
     env_id: str = "Hopper-v4"
     """gymnasium id, also `module:EnvName-vN` to import the module that registers it"""
     total_timesteps: int = 1_000_000
-    """environment steps to train for (all environments together)"""
+    """environment steps to train for (all environments together), rounded up to whole batches"""
     num_envs: int = 8
     """parallel environments (gymnasium SyncVectorEnv, stepped in this process)"""
     norm_obs: Optional[bool] = None
@@ -229,6 +243,9 @@ def validate_args(args: Args) -> None:
         (args.vf_num_minibatches > 0, "--vf-num-minibatches must be > 0"),
         (args.clip_obs > 0 and args.clip_reward > 0, "--clip-obs and --clip-reward must be > 0"),
         (args.eval_episodes >= 0, "--eval-episodes must be >= 0"),
+        (args.eval_every >= 0 and args.checkpoint_every >= 0, "--eval-every and --checkpoint-every must be >= 0"),
+        (args.eval_episodes > 0 or not args.eval_every, "--eval-every needs --eval-episodes > 0"),
+        (args.eval_episodes > 0 or not args.capture_video, "--capture-video records evaluation episodes: it needs --eval-episodes > 0"),
         (args.torch_threads > 0, "--torch-threads must be > 0"),
         (len(args.hidden_sizes) > 0 and min(args.hidden_sizes) > 0, "--hidden-sizes must be positive widths"),
     ]
@@ -241,8 +258,6 @@ def validate_args(args: Args) -> None:
             f"--vf-num-minibatches ({args.vf_num_minibatches}) must divide the batch size "
             f"num_envs * num_steps = {batch_size}"
         )
-    if 0 < args.total_timesteps < batch_size:
-        raise ConfigError(f"--total-timesteps ({args.total_timesteps}) is smaller than one batch ({batch_size})")
     if args.load_model is not None and not os.path.isfile(args.load_model):
         raise ConfigError(f"--load-model: no such file: {args.load_model}")
 
@@ -250,13 +265,13 @@ def validate_args(args: Args) -> None:
 # ---------------------------------------------------------------------------------------------
 # Environments
 # ---------------------------------------------------------------------------------------------
-def make_env(env_id: str, render_mode: Optional[str] = None):
-    """A thunk that builds one environment; the vector env calls it once per copy."""
+def make_env(env_id: str, **kwargs):
+    """A thunk that builds one environment (`kwargs` go to gym.make); the vector env calls it once per copy."""
 
     def thunk():
         # gymnasium's own wrappers only (TimeLimit, order and passive checks): rewards stay raw,
         # normalization happens in this file where it can be saved and frozen.
-        return gym.make(env_id) if render_mode is None else gym.make(env_id, render_mode=render_mode)
+        return gym.make(env_id, **kwargs)
 
     return thunk
 
@@ -289,6 +304,8 @@ def check_env(env_id: str) -> tuple[gym.spaces.Box, gym.spaces.Space]:
         raise ConfigError(f"unsupported action space {act_space}: only 1-d Box actions are supported")
     if not isinstance(act_space, (gym.spaces.Box, gym.spaces.Discrete)):
         raise ConfigError(f"unsupported action space {act_space}: only Discrete and Box are supported")
+    if isinstance(act_space, gym.spaces.Discrete) and act_space.start != 0:
+        raise ConfigError(f"unsupported action space {act_space}: only Discrete spaces that start at 0 are supported")
     return obs_space, act_space
 
 
@@ -425,8 +442,8 @@ class Agent(nn.Module):
             return out + log_std.exp() * torch.randn_like(out)
         return torch.multinomial(out.softmax(-1), 1).squeeze(-1)
 
-    def act_deterministic(self, obs: torch.Tensor) -> torch.Tensor:
-        """The mode of pi(.|s): the Gaussian mean, or the most likely discrete action."""
+    def deterministic_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """The mode of pi(.|s) for raw observations: the Gaussian mean, or the most likely discrete action."""
         out, log_std = self.dist(obs)
         return out if log_std is not None else out.argmax(-1)
 
@@ -734,8 +751,13 @@ def explained_variance(predictions: torch.Tensor, targets: torch.Tensor) -> floa
 
 
 # ---------------------------------------------------------------------------------------------
-# Run directory, logging, checkpoints, evaluation
+# The run: directory, configuration, metrics, checkpoints, evaluation, interruption
 # ---------------------------------------------------------------------------------------------
+CHECKPOINT_VERSION = 2
+MODEL_KEYS = ("env_id", "hidden_sizes", "norm_obs", "norm_reward", "clip_obs")  # what a checkpoint's model is made for
+RESUME_FIXED = (*MODEL_KEYS, "num_envs", "num_steps")  # what a resumed run cannot change
+
+
 def make_run_dir(output_dir: str, env_id: str, exp_name: str, seed: int) -> tuple[str, str]:
     """`{output_dir}/{env_id}__{exp_name}__{seed}__{unix_time}`, made safe for a path, never reused."""
     base = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{env_id}__{exp_name}__{seed}__{int(time.time())}")
@@ -754,12 +776,13 @@ def make_run_dir(output_dir: str, env_id: str, exp_name: str, seed: int) -> tupl
 
 
 class MetricsLogger:
-    """One JSON line per event in metrics.jsonl; the same dict goes to wandb when tracking."""
+    """One JSON line per event in metrics.jsonl (appended to); the same record goes to wandb and
+    TensorBoard when they are on. `time` counts the run's seconds, across resumed sessions."""
 
-    def __init__(self, path: str, wandb_run=None):
-        self.file = open(path, "w")
-        self.wandb_run = wandb_run
-        self.start = time.time()
+    def __init__(self, path: str, wandb_run=None, tb_writer=None, time_offset: float = 0.0):
+        self.file = open(path, "a")
+        self.wandb_run, self.tb_writer = wandb_run, tb_writer
+        self.start = time.time() - time_offset
 
     def log(self, global_step: int, metrics: dict) -> None:
         record = {"global_step": int(global_step), "time": round(time.time() - self.start, 3)}
@@ -769,79 +792,106 @@ class MetricsLogger:
         self.file.write(json.dumps(record) + "\n")
         if self.wandb_run is not None:
             self.wandb_run.log(record)
+        if self.tb_writer is not None:
+            for key, value in record.items():
+                if key not in ("global_step", "time") and value is not None:
+                    self.tb_writer.add_scalar(key, value, global_step)
+
+    def flush(self) -> None:
+        self.file.flush()
+        if self.tb_writer is not None:
+            self.tb_writer.flush()
 
     def close(self) -> None:
         self.file.close()
+        if self.tb_writer is not None:
+            self.tb_writer.close()
 
 
-def save_checkpoint(path: str, args: Args, agent: Agent, optimizer: torch.optim.Optimizer,
-                    reward_rms: RunningMeanStd, global_step: int) -> None:
-    torch.save({
-        "algo": ALGO,
-        "args": asdict(args),
-        "global_step": global_step,
-        "norm_obs": agent.norm_obs,
-        "agent": agent.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "reward_rms": reward_rms.state_dict(),
-    }, path)
+def keep_metrics_until(path: str, global_step: int) -> None:
+    """Drop the records after `global_step` from metrics.jsonl (written after the last checkpoint by a
+    run that was then killed, or cut off mid-line), so that a resumed run's steps continue from there."""
+    if not os.path.exists(path):
+        return
+    kept = []
+    with open(path) as f:
+        for line in f:
+            try:
+                if json.loads(line)["global_step"] <= global_step:
+                    kept.append(line)
+            except (ValueError, KeyError, TypeError):
+                pass  # a line cut off by a kill
+    with open(path + ".tmp", "w") as f:
+        f.writelines(kept)
+    os.replace(path + ".tmp", path)
 
 
-def load_checkpoint(path: str, agent: Agent, optimizer: torch.optim.Optimizer,
-                    reward_rms: RunningMeanStd, device: torch.device) -> None:
-    """Restore weights, normalization statistics and optimizer; any mismatch is a ConfigError."""
+def save_checkpoint(path: str, checkpoint: dict) -> None:
+    """torch.save into a temporary file, then rename it over `path`: a kill at any instant leaves
+    either the previous checkpoint or the new one, never a partial file."""
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        torch.save(checkpoint, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_checkpoint(path: str, flag: str, device: torch.device) -> dict:
+    """The checkpoint at `path` if it is one of this script's; otherwise a ConfigError naming `flag`."""
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:
-        raise ConfigError(f"--load-model {path}: not a readable checkpoint ({type(e).__name__})") from None
+        raise ConfigError(f"{flag} {path}: not a readable checkpoint ({type(e).__name__})") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("algo") != ALGO:
-        raise ConfigError(f"--load-model {path}: not a {ALGO}.py checkpoint")
-    if checkpoint["norm_obs"] != agent.norm_obs:
-        raise ConfigError(f"--load-model {path}: saved with norm_obs={checkpoint['norm_obs']}, "
-                          f"this run has norm_obs={agent.norm_obs}")
-    expected = {k: tuple(v.shape) for k, v in agent.state_dict().items()}
-    saved = {k: tuple(v.shape) for k, v in checkpoint["agent"].items()}
-    if expected != saved:
-        raise ConfigError(f"--load-model {path}: its networks do not fit this env and --hidden-sizes "
-                          f"(saved hidden sizes {tuple(checkpoint['args']['hidden_sizes'])}, "
-                          f"env {checkpoint['args']['env_id']})")
-    agent.load_state_dict(checkpoint["agent"])
-    optimizer.load_state_dict(checkpoint["optimizer"])
-    reward_rms.load_state_dict(checkpoint["reward_rms"])
+        raise ConfigError(f"{flag} {path}: not a {ALGO}.py checkpoint")
+    if checkpoint.get("version") != CHECKPOINT_VERSION:
+        raise ConfigError(f"{flag} {path}: written by another version of {ALGO}.py (checkpoint format "
+                          f"{checkpoint.get('version', 1)}, this file reads {CHECKPOINT_VERSION})")
+    return checkpoint
 
 
-@torch.no_grad()
-def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, device: torch.device,
-             video_dir: Optional[str] = None) -> list[float]:
-    """Raw returns of `episodes` episodes with the deterministic policy and frozen normalization."""
-    env = make_env(env_id, "rgb_array" if video_dir else None)()
-    if video_dir:
-        # one file per evaluation episode
-        env = gym.wrappers.RecordVideo(env, video_dir, episode_trigger=lambda episode: True)
-    action_low = action_high = None
-    if agent.continuous:
-        action_low, action_high = env.action_space.low, env.action_space.high
-    returns = []
-    for episode in range(episodes):
-        obs, _ = env.reset(seed=seed + EVAL_SEED_OFFSET + episode)
-        done, episode_return = False, 0.0
-        while not done:
-            action = agent.act_deterministic(torch.as_tensor(obs, dtype=torch.float32, device=device).unsqueeze(0))
-            action = action[0].cpu().numpy()
-            if agent.continuous:
-                action = np.clip(action, action_low, action_high)
-            obs, reward, terminated, truncated, _ = env.step(action)
-            episode_return += float(reward)
-            done = terminated or truncated
-        returns.append(episode_return)
-    env.close()
-    return returns
+def read_run_config(run_dir: str) -> dict:
+    """config.json of a run directory of this script, for --resume; otherwise a ConfigError."""
+    path = os.path.join(run_dir, "config.json")
+    try:
+        with open(path) as f:
+            config = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"--resume {run_dir}: no readable config.json ({getattr(e, 'strerror', None) or type(e).__name__})") from None
+    if config.get("algo") != ALGO:
+        raise ConfigError(f"--resume {run_dir}: not a run of {ALGO}.py")
+    if not os.path.isfile(os.path.join(run_dir, "model.pt")):
+        raise ConfigError(f"--resume {run_dir}: no model.pt to resume from")
+    return config
 
 
-def run_config(args: Args, resolved: dict, device: torch.device) -> dict:
-    """What a run directory's config.json records: every argument (per-kind defaults resolved), the
-    command line, this file's name, sha256 and git commit (None outside a repository), the library
-    versions and the device."""
+def args_from(saved: dict, keys=None) -> dict:
+    """The saved arguments (config.json or a checkpoint) that Args has, as Args holds them (lists as tuples)."""
+    names = {f.name for f in fields(Args)} if keys is None else set(keys)
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in names}
+
+
+def rng_state() -> dict:
+    """python, numpy and torch RNG states in types that torch.load(weights_only=True) reads."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": random.getstate(), "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state: dict) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"].cpu())
+    if torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def script_identity() -> dict:
+    """This file's name, sha256 and git commit (None outside a repository)."""
     path = os.path.abspath(__file__)
     with open(path, "rb") as f:
         sha256 = hashlib.sha256(f.read()).hexdigest()
@@ -851,21 +901,306 @@ def run_config(args: Args, resolved: dict, device: torch.device) -> dict:
         commit = git.stdout.strip() if git.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         commit = None
+    return {"script": os.path.basename(path), "sha256": sha256, "git_commit": commit}
+
+
+def run_config(args: Args, resolved: dict, device: torch.device) -> dict:
+    """What a run directory's config.json records: every argument (per-kind defaults resolved), the
+    command line, this file's name, sha256 and git commit, the library versions and the device."""
     try:
         import mujoco  # only to record its version
         mujoco_version = mujoco.__version__
     except ImportError:
         mujoco_version = None
     return {
+        "algo": ALGO,
         "args": {**asdict(args), **resolved},
         "command": [os.path.basename(sys.executable), *sys.argv],
-        "script": os.path.basename(path),
-        "sha256": sha256,
-        "git_commit": commit,
+        **script_identity(),
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "gymnasium": gym.__version__, "mujoco": mujoco_version},
         "device": str(device),
     }
+
+
+@torch.no_grad()
+def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, device: torch.device,
+             video_dir: Optional[str] = None) -> list[float]:
+    """Raw returns of `episodes` episodes with the deterministic policy and frozen normalization.
+    The same seeds every time, so that evaluations during training differ only by the policy; an env
+    without a time limit of its own is cut at EVAL_MAX_EPISODE_STEPS."""
+    env = make_env(env_id, **({"render_mode": "rgb_array"} if video_dir else {}))()
+    if env.spec is None or env.spec.max_episode_steps is None:
+        env = gym.wrappers.TimeLimit(env, EVAL_MAX_EPISODE_STEPS)
+    if video_dir:
+        # one file per evaluation episode
+        env = gym.wrappers.RecordVideo(env, video_dir, episode_trigger=lambda episode: True)
+    returns = []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + EVAL_SEED_OFFSET + episode)
+        done, episode_return = False, 0.0
+        while not done:
+            action = agent.deterministic_action(torch.as_tensor(obs, dtype=torch.float32, device=device).unsqueeze(0))
+            action = action[0].cpu().numpy()
+            if agent.continuous:
+                action = np.clip(action, env.action_space.low, env.action_space.high)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            episode_return += float(reward)
+            done = terminated or truncated
+        returns.append(episode_return)
+    env.close()
+    return returns
+
+
+class StopRequest:
+    """SIGINT (Ctrl-C) and SIGTERM ask the run to stop: the loops check `requested` at safe points
+    (after an env step, after a minibatch step), and the run then saves and exits 128 + signal.
+    A second signal quits at once (the last checkpoint stays intact: it is renamed into place)."""
+
+    def __init__(self):
+        self.signum: Optional[int] = None
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, self.handle)
+        signal.signal(signal.SIGTERM, self.handle)
+
+    def handle(self, signum, frame) -> None:
+        if self.signum is not None:
+            print(f"\n{ALGO}: {signal.Signals(signum).name} again: quitting without saving", file=sys.stderr, flush=True)
+            os._exit(128 + signum)
+        self.signum = signum
+        print(f"\n{ALGO}: {signal.Signals(signum).name}: stopping at the next safe point to save the run "
+              "(again to quit at once)", file=sys.stderr, flush=True)
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+
+class Run:
+    """Everything around the algorithm for one run: the run directory (new, or the one --resume names),
+    config.json, metrics.jsonl with wandb and TensorBoard, the counters a resumed run continues from,
+    checkpoints, evaluations, progress lines, summary.json, and the request to stop.
+
+    The training loop reports each finished episode (`episode`) and each update (`end_update`); an
+    episode counts only once its rollout's update is reported, so that a rollout cut short by a stop
+    request leaves no trace and the saved run is exactly the state after its last update.
+    """
+
+    def __init__(self, args: Args, resolved: dict, device: torch.device, agent: Agent,
+                 optimizers: dict[str, torch.optim.Optimizer], reward_rms: RunningMeanStd,
+                 discounted_return: np.ndarray, batch_size: int, stop: Optional[StopRequest] = None):
+        self.args, self.device, self.agent, self.optimizers = args, device, agent, optimizers
+        self.reward_rms, self.discounted_return, self.batch_size = reward_rms, discounted_return, batch_size
+        self.stop = stop if stop is not None else StopRequest()
+        # whole batches, never fewer steps than asked for
+        self.num_updates = math.ceil(args.total_timesteps / batch_size)
+        self.target_steps = self.num_updates * batch_size
+        self.global_step = self.update = self.episodes = 0
+        self.recent_returns: deque[float] = deque(maxlen=100)
+        self.earlier_time = 0.0  # seconds of training in earlier sessions of a resumed run
+        self.env_seed = args.seed
+        self.pending: list[tuple[int, float, int]] = []  # episodes of the current rollout
+        config = run_config(args, resolved, device)
+        previous = read_run_config(args.resume) if args.resume else {}
+        if args.resume:
+            self.run_dir, saved = args.resume, args_from(previous["args"])
+            for key in RESUME_FIXED:
+                if key in saved and config["args"][key] != saved[key]:
+                    raise ConfigError(f"--resume: --{key.replace('_', '-')} cannot change in a resumed run "
+                                      f"(it has {saved[key]})")
+            self.restore(read_checkpoint(os.path.join(self.run_dir, "model.pt"), "--resume", device),
+                         config["args"], everything=True)
+            if self.global_step >= self.target_steps:
+                raise ConfigError(f"--resume {self.run_dir}: the run already has {self.global_step} steps; "
+                                  "give a larger --total-timesteps to train on")
+            if previous.get("sha256") != config["sha256"]:
+                print(f"warning: {config['script']} differs from the one that wrote this run (sha256)", file=sys.stderr)
+            keep_metrics_until(os.path.join(self.run_dir, "metrics.jsonl"), self.global_step)
+        else:
+            if args.load_model:
+                self.restore(read_checkpoint(args.load_model, "--load-model", device), config["args"], everything=False)
+            _, self.run_dir = make_run_dir(args.output_dir, args.env_id, args.exp_name, args.seed)
+        session = {key: config[key] for key in ("command", "sha256", "git_commit", "device")}
+        self.config = {**config, "wandb_id": previous.get("wandb_id"), "sessions": [
+            *previous.get("sessions", []), {"global_step": self.global_step, **session,
+                                            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}]}
+        self.wandb_run = self.start_wandb() if args.track else None
+        tb_writer = self.start_tensorboard() if args.tensorboard else None
+        with open(os.path.join(self.run_dir, "config.json"), "w") as f:
+            json.dump(self.config, f, indent=2)
+        self.logger = MetricsLogger(os.path.join(self.run_dir, "metrics.jsonl"), self.wandb_run, tb_writer,
+                                    time_offset=self.earlier_time)
+        resumed = f" (resumed at step {self.global_step})" if args.resume else ""
+        print(f"{ALGO} {args.env_id} seed {args.seed} on {device} -> {self.run_dir}{resumed}", flush=True)
+        self.start_time, self.start_step, self.eval_time, self.last_print = time.time(), self.global_step, 0.0, 0.0
+
+    def restore(self, checkpoint: dict, resolved_args: dict, everything: bool) -> None:
+        """Load weights, statistics and optimizers (--load-model), and with `everything` also the
+        counters, the reward scaler's running returns and the RNG states (--resume)."""
+        flag = "--resume" if everything else "--load-model"
+        for key in MODEL_KEYS:
+            saved = args_from(checkpoint["args"], [key])[key]
+            if resolved_args[key] != saved:
+                raise ConfigError(f"{flag}: the checkpoint was made with --{key.replace('_', '-')} {saved}, this run "
+                                  f"has {resolved_args[key]} (leave the flag out to use the checkpoint's)")
+        expected = {k: tuple(v.shape) for k, v in self.agent.state_dict().items()}
+        if {k: tuple(v.shape) for k, v in checkpoint["agent"].items()} != expected:
+            raise ConfigError(f"{flag}: the checkpoint's networks do not fit this script's Agent")
+        self.agent.load_state_dict(checkpoint["agent"])
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(checkpoint["optimizers"][name])
+        self.reward_rms.load_state_dict(checkpoint["reward_rms"])
+        if everything:
+            progress = checkpoint["progress"]
+            self.global_step, self.update, self.episodes = progress["global_step"], progress["update"], progress["episodes"]
+            self.recent_returns.extend(progress["recent_returns"])
+            self.earlier_time = progress["train_time"]
+            self.discounted_return[:] = progress["discounted_return"].numpy()
+            set_rng_state(checkpoint["rng"])
+            # the environments restart their episodes, from seeds that differ from the first session's
+            self.env_seed = int(np.random.SeedSequence([self.args.seed, self.global_step]).generate_state(1)[0] % 2**31)
+
+    def start_wandb(self):
+        try:
+            import wandb  # only tracking needs it
+
+            run_name = os.path.basename(os.path.normpath(self.run_dir))
+            wandb_run = wandb.init(project=self.args.wandb_project_name, entity=self.args.wandb_entity,
+                                   config=self.config["args"], name=run_name, dir=self.run_dir, save_code=True,
+                                   id=self.config["wandb_id"], resume="allow")
+        except Exception as e:  # not installed, not logged in, offline, a bad WANDB_* setting, ...
+            if not self.args.resume:
+                shutil.rmtree(self.run_dir, ignore_errors=True)  # the run never started: leave nothing behind
+            raise ConfigError(f"--track: wandb could not start ({first_line(e)}); run `wandb login`, "
+                              "or set WANDB_MODE=offline to log locally") from None
+        wandb_run.define_metric("global_step")
+        wandb_run.define_metric("*", step_metric="global_step")
+        self.config["wandb_id"] = wandb_run.id
+        return wandb_run
+
+    def start_tensorboard(self):
+        try:
+            from torch.utils.tensorboard import SummaryWriter  # only --tensorboard needs it
+        except ImportError:
+            if not self.args.resume:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise ConfigError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+        # purge_step: events after the checkpoint, from a session that was then killed, are dropped
+        return SummaryWriter(self.run_dir, purge_step=self.global_step + 1 if self.args.resume else None)
+
+    def start_envs(self) -> tuple[Optional[gym.vector.SyncVectorEnv], Optional[np.ndarray]]:
+        """The training envs and their first observations (None, None when there is nothing to train)."""
+        if self.update >= self.num_updates:
+            return None, None
+        envs = make_vector_env(self.args.env_id, self.args.num_envs)
+        next_obs, _ = envs.reset(seed=self.env_seed)
+        envs.action_space.seed(self.env_seed)
+        self.start_time = time.time()
+        return envs, next_obs
+
+    @property
+    def stopping(self) -> bool:
+        """A stop was requested: the loop should end at its next safe point."""
+        return self.stop.requested
+
+    def episode(self, global_step: int, episode_return: float, episode_length: int) -> None:
+        self.pending.append((global_step, float(episode_return), int(episode_length)))
+
+    def session_train_time(self) -> float:
+        return time.time() - self.start_time - self.eval_time
+
+    def end_update(self, update: int, global_step: int, metrics: dict, status: str) -> None:
+        """Count and log the rollout's episodes and the update's metrics; evaluate and checkpoint when
+        due; flush the logs; print a progress line every PROGRESS_EVERY_S seconds and at the end."""
+        for step, episode_return, episode_length in self.pending:
+            self.logger.log(step, {"charts/episodic_return": episode_return, "charts/episodic_length": episode_length})
+            self.recent_returns.append(episode_return)
+            self.episodes += 1
+        self.pending.clear()
+        previous_step, self.global_step, self.update = self.global_step, global_step, update
+        sps = (global_step - self.start_step) / max(self.session_train_time(), 1e-9)
+        self.logger.log(global_step, {"charts/SPS": sps, **metrics})
+        last = update == self.num_updates  # the end of training saves and evaluates anyway
+        if not last and self.args.eval_every and global_step // self.args.eval_every > previous_step // self.args.eval_every:
+            self.evaluate()
+        if not last and self.args.checkpoint_every and global_step // self.args.checkpoint_every > previous_step // self.args.checkpoint_every:
+            self.save()
+        self.logger.flush()
+        now = time.time()
+        if now - self.last_print >= PROGRESS_EVERY_S or last:
+            self.last_print = now
+            recent = f"{np.mean(self.recent_returns):.1f}" if self.recent_returns else "n/a"
+            print(f"{ALGO} step {global_step}/{self.target_steps} ({100 * global_step / self.target_steps:.0f}%) "
+                  f"| {sps:.0f} SPS | ETA {format_seconds((self.target_steps - global_step) / sps)} "
+                  f"| return(100) {recent} | {status}", flush=True)
+
+    def evaluate(self, video_dir: Optional[str] = None) -> list[float]:
+        """Evaluate the current policy and log it at the current step (eval/episodic_return, eval/return_mean)."""
+        start = time.time()
+        returns = evaluate(self.agent, self.args.env_id, self.args.eval_episodes, self.args.seed, self.device, video_dir)
+        for r in returns:
+            self.logger.log(self.global_step, {"eval/episodic_return": r})
+        self.logger.log(self.global_step, {"eval/return_mean": float(np.mean(returns))})
+        self.eval_time += time.time() - start
+        return returns
+
+    def save(self) -> None:
+        """model.pt: everything --load-model and --resume read back."""
+        save_checkpoint(os.path.join(self.run_dir, "model.pt"), {
+            "algo": ALGO,
+            "version": CHECKPOINT_VERSION,
+            "args": self.config["args"],
+            "agent": self.agent.state_dict(),
+            "optimizers": {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()},
+            "reward_rms": self.reward_rms.state_dict(),
+            "progress": {"global_step": self.global_step, "update": self.update, "episodes": self.episodes,
+                         "recent_returns": list(self.recent_returns),
+                         "train_time": self.earlier_time + self.session_train_time(),
+                         "discounted_return": torch.from_numpy(self.discounted_return.copy())},
+            "rng": rng_state(),
+        })
+
+    def finish(self, envs: Optional[gym.vector.SyncVectorEnv]) -> dict:
+        """Save model.pt, evaluate (unless stopped), write summary.json, close the logs; the summary."""
+        interrupted = self.stop.requested
+        train_time = self.earlier_time + self.session_train_time()
+        if envs is not None:
+            envs.close()
+        self.save()
+        summary = {
+            "algo": ALGO,
+            "env_id": self.args.env_id,
+            "seed": self.args.seed,
+            "total_timesteps": self.target_steps,
+            "global_step": self.global_step,
+            "wall_time_s": round(train_time, 3),
+            "sps": round(self.global_step / train_time, 1) if self.global_step else None,
+            "episodes": self.episodes,
+            "final_return_mean": float(np.mean(self.recent_returns)) if self.recent_returns else None,
+            "interrupted": interrupted,
+            "signal": signal.Signals(self.stop.signum).name if interrupted else None,
+            "sha256": self.config["sha256"],
+        }
+        if self.args.eval_episodes > 0 and not interrupted:
+            video_dir = os.path.join(self.run_dir, "videos") if self.args.capture_video else None
+            eval_returns = self.evaluate(video_dir)
+            summary["eval_return_mean"] = float(np.mean(eval_returns))
+            summary["eval_return_std"] = float(np.std(eval_returns))
+        with open(os.path.join(self.run_dir, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=2)
+        self.logger.close()
+        if self.wandb_run is not None:
+            self.wandb_run.summary.update({k: v for k, v in summary.items() if v is not None})
+            self.wandb_run.finish(exit_code=128 + self.stop.signum if interrupted else 0)
+        final = f"{summary['final_return_mean']:.1f}" if summary["final_return_mean"] is not None else "n/a"
+        evaluation = f" | eval {summary['eval_return_mean']:.1f} +- {summary['eval_return_std']:.1f}" if "eval_return_mean" in summary else ""
+        print(f"{ALGO} {'stopped' if interrupted else 'done'}: {self.global_step} steps in {format_seconds(train_time)} "
+              f"| final return(100) {final}{evaluation} | {self.run_dir}", flush=True)
+        if interrupted:
+            print(f"{ALGO}: saved {os.path.join(self.run_dir, 'model.pt')}; continue with: "
+                  f"python {os.path.basename(__file__)} --resume {self.run_dir}", flush=True)
+        return summary
 
 
 def format_seconds(seconds: float) -> str:
@@ -873,17 +1208,84 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+def flag_value(argv: list[str], flag: str) -> Optional[str]:
+    """The value given to `flag` in argv (`--flag value` or `--flag=value`; `_` or `-`), else None."""
+    value = None
+    for i, arg in enumerate(argv):
+        name, eq, rest = arg.replace("_", "-").partition("=") if arg.startswith("--") else (arg, "", "")
+        if name == flag:
+            value = argv[i][len(name) + 1:] if eq else (argv[i + 1] if i + 1 < len(argv) else None)
+    return value
+
+
+def parse_args(argv: Optional[list[str]] = None) -> Args:
+    """The command line as Args. With --resume RUN_DIR the run's config.json supplies every flag not
+    given; with --load-model the checkpoint supplies the env id, network sizes and normalization flags
+    not given (main reports a given flag that contradicts the checkpoint)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    resume, load_model = flag_value(argv, "--resume"), flag_value(argv, "--load-model")
+    defaults = Args()
+    if resume is not None and load_model is not None:
+        raise ConfigError("--resume continues a run from its own model.pt: it takes no --load-model")
+    if resume is not None:
+        defaults = replace(defaults, **{**args_from(read_run_config(resume)["args"]), "resume": resume})
+    elif load_model is not None and os.path.isfile(load_model):
+        saved = read_checkpoint(load_model, "--load-model", torch.device("cpu"))["args"]
+        defaults = replace(defaults, **args_from(saved, MODEL_KEYS))
+    return tyro.cli(Args, args=argv, default=defaults)
+
+
+def quiet_warnings() -> None:
+    """Each warning once, as one plain line: gymnasium's come with colour codes and repeat for every
+    env it makes; MuJoCo prints its model compiler's notes (HalfCheetah: `settotalmass`) once per env."""
+    seen: set[str] = set()
+
+    def show(message, category=None, filename=None, lineno=None, file=None, line=None) -> None:
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(message)).removeprefix("WARN: ").strip()
+        if text not in seen:
+            seen.add(text)
+            print(f"warning: {text}", file=sys.stderr)
+
+    warnings.showwarning = show
+    try:
+        import mujoco
+
+        mujoco.set_mju_user_warning(lambda text: show(f"mujoco: {text}"))
+    except ImportError:
+        pass
+
+
+def cli() -> int:
+    """`python <script>.py ...`: exit code 0 done, 1 training error, 2 bad input, 130 / 143 stopped by
+    SIGINT / SIGTERM (the run is saved and can be resumed)."""
+    quiet_warnings()
+    stop = StopRequest()
+    stop.install()
+    if "--cuda" in sys.argv[1:] and not torch.cuda.is_available():  # asked for, not only the default
+        print("warning: --cuda: CUDA is not available; running on the CPU", file=sys.stderr)
+    try:
+        summary = main(parse_args(), stop)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except TrainingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 128 + stop.signum if summary["interrupted"] else 0
+
+
 # ---------------------------------------------------------------------------------------------
 # Training
 # ---------------------------------------------------------------------------------------------
-def main(args: Args) -> dict:
-    """Train (and evaluate) as `args` says; returns the summary that is written to summary.json."""
+def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
+    """Train (and evaluate) as `args` says; returns the summary that is written to summary.json.
+    `stop` (set by SIGINT/SIGTERM from the command line) ends training early, saved and resumable."""
     validate_args(args)
     obs_space, action_space = check_env(args.env_id)
     continuous = isinstance(action_space, gym.spaces.Box)
     norm_obs = continuous if args.norm_obs is None else args.norm_obs
     norm_reward = continuous if args.norm_reward is None else args.norm_reward
-    if args.capture_video and args.eval_episodes > 0:
+    if args.capture_video:
         check_video(args.env_id)
 
     # Seeding: python, numpy, torch here; the environments at their first reset.
@@ -893,41 +1295,19 @@ def main(args: Args) -> dict:
     torch.set_num_threads(args.torch_threads)
     torch.backends.cudnn.deterministic = args.torch_deterministic
     torch.backends.cudnn.benchmark = not args.torch_deterministic
-    if args.cuda and not torch.cuda.is_available():
-        print("warning: --cuda is set but CUDA is not available; running on the CPU", file=sys.stderr)
     device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
 
     obs_dim = obs_space.shape[0]
     agent = Agent(obs_dim, action_space, args.hidden_sizes, norm_obs, args.clip_obs).to(device)
     optimizer = torch.optim.Adam(agent.critic.parameters(), lr=args.vf_learning_rate, eps=1e-5, fused=True)  # critic only
     reward_rms = RunningMeanStd(())
-    if args.load_model:
-        load_checkpoint(args.load_model, agent, optimizer, reward_rms, device)
 
-    run_name, run_dir = make_run_dir(args.output_dir, args.env_id, args.exp_name, args.seed)
-    config = run_config(args, {"norm_obs": norm_obs, "norm_reward": norm_reward}, device)
-    with open(os.path.join(run_dir, "config.json"), "w") as f:
-        json.dump(config, f, indent=2)
-    wandb_run = None
-    if args.track:
-        try:
-            import wandb  # only tracking needs it
-
-            wandb_run = wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args),
-                                   name=run_name, dir=run_dir, save_code=True)
-        except Exception as e:  # not installed, not logged in, offline, a bad WANDB_* setting, ...
-            shutil.rmtree(run_dir, ignore_errors=True)  # the run never started: leave nothing behind
-            raise ConfigError(f"--track: wandb could not start ({first_line(e)}); run `wandb login`, "
-                              "or set WANDB_MODE=offline to log locally") from None
-        wandb_run.define_metric("global_step")
-        wandb_run.define_metric("*", step_metric="global_step")
-    logger = MetricsLogger(os.path.join(run_dir, "metrics.jsonl"), wandb_run)
-    print(f"{ALGO} {args.env_id} seed {args.seed} on {device} -> {run_dir}")
-
-    batch_size = args.num_envs * args.num_steps
-    minibatch_size = batch_size // args.vf_num_minibatches
-    num_updates = args.total_timesteps // batch_size
     N, T = args.num_envs, args.num_steps
+    batch_size = N * T
+    minibatch_size = batch_size // args.vf_num_minibatches
+    discounted_return = np.zeros(N, dtype=np.float64)  # reward scaling's running R_t, per env
+    # the run directory, logs and checkpoints; with --load-model or --resume it loads the checkpoint
+    run = Run(args, {"norm_obs": norm_obs, "norm_reward": norm_reward}, device, agent, {"critic": optimizer}, reward_rms, discounted_return, batch_size, stop)
     action_shape = action_space.shape if continuous else ()
     if continuous:
         action_low, action_high = action_space.low, action_space.high
@@ -940,23 +1320,16 @@ def main(args: Args) -> dict:
     rewards = np.zeros((T, N), dtype=np.float64)  # raw rewards
     terminations = np.zeros((T, N), dtype=bool)
     dones = np.zeros((T, N), dtype=bool)  # terminated or truncated
-    discounted_return = np.zeros(N, dtype=np.float64)  # reward scaling's running R_t, per env
+    envs, next_obs = run.start_envs()
+    global_step = run.global_step
+    episode_return, episode_length = np.zeros(N), np.zeros(N, dtype=np.int64)
 
-    envs = make_vector_env(args.env_id, N) if num_updates > 0 else None
-    global_step, start_time, last_print = 0, time.time(), 0.0
-    recent_returns: deque[float] = deque(maxlen=100)
-    episodes = 0
-
-    if envs is not None:
-        next_obs, _ = envs.reset(seed=args.seed)
-        envs.action_space.seed(args.seed)
-        episode_return = np.zeros(N)
-        episode_length = np.zeros(N, dtype=np.int64)
-
-    for update in range(1, num_updates + 1):
+    for update in range(run.update + 1, run.num_updates + 1):
         # ---- 1. Rollout with the fixed policy pi_0 (normalization statistics frozen) ------------
         final_values.zero_()
         for step in range(T):
+            if run.stopping:
+                break
             global_step += N
             obs[step] = torch.as_tensor(next_obs, dtype=torch.float32, device=device)
             with torch.no_grad():
@@ -979,12 +1352,11 @@ def main(args: Args) -> dict:
                     final_values[step, torch.as_tensor(idx, device=device)] = agent.value(torch.as_tensor(final_obs, device=device))
             if dones[step].any():
                 for i in np.flatnonzero(dones[step]):
-                    logger.log(global_step, {"charts/episodic_return": episode_return[i],
-                                             "charts/episodic_length": episode_length[i]})
-                    recent_returns.append(float(episode_return[i]))
-                    episodes += 1
+                    run.episode(global_step, episode_return[i], episode_length[i])
                 episode_return[dones[step]] = 0.0
                 episode_length[dones[step]] = 0
+        if run.stopping:
+            break  # a stop request discards the unfinished rollout: the run ends as of its last update
 
         # ---- 2. Advantages: GAE(lambda) with V(s_{t+1}) the true successor's value -------------
         if norm_reward:
@@ -1041,14 +1413,14 @@ def main(args: Args) -> dict:
                 v_loss.backward()
                 optimizer.step()
                 value_losses.append(v_loss.detach())
+            if run.stopping:
+                break  # a safe point: the critic's fit ends after this epoch; the update is logged and saved
 
         # ---- 6. Diagnostics of the update just made (new policy vs. pi_0, whole batch) ------------
         with torch.no_grad():
             new_dist = agent.dist(b_obs)
             approx = approx_kl(log_prob(new_dist, b_actions) - b_logprobs).item()
-        sps = global_step / (time.time() - start_time)
-        logger.log(global_step, {
-            "charts/SPS": sps,
+        run.end_update(update, global_step, {
             "charts/critic_learning_rate": optimizer.param_groups[0]["lr"],
             **({"charts/normalizer_kl": normalizer_kl} if norm_obs else {}),
             "losses/policy_loss": -step["surrogate"],
@@ -1057,60 +1429,10 @@ def main(args: Args) -> dict:
             "losses/approx_kl": approx,
             "losses/explained_variance": explained_variance(b_values, b_returns),
             **{f"trpo/{key}": value for key, value in step.items() if key != "surrogate"},
-        })
-        now = time.time()
-        if now - last_print >= PROGRESS_EVERY_S or update == num_updates:
-            last_print = now
-            recent = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
-            print(f"{ALGO} step {global_step}/{args.total_timesteps} ({100 * update / num_updates:.0f}%) "
-                  f"| {sps:.0f} SPS | ETA {format_seconds((args.total_timesteps - global_step) / sps)} "
-                  f"| return(100) {recent} | kl {step['kl_after_step']:.4f} "
-                  f"| backtracks {step['line_search_backtracks']}", flush=True)
+        }, status=f"kl {step['kl_after_step']:.4f} | backtracks {step['line_search_backtracks']}")
 
-    train_time = time.time() - start_time
-    if envs is not None:
-        envs.close()
-
-    summary = {
-        "algo": ALGO,
-        "env_id": args.env_id,
-        "seed": args.seed,
-        "total_timesteps": args.total_timesteps,
-        "global_step": global_step,
-        "wall_time_s": round(train_time, 3),
-        "sps": round(global_step / train_time, 1) if global_step else None,
-        "episodes": episodes,
-        "final_return_mean": float(np.mean(recent_returns)) if recent_returns else None,
-        "sha256": config["sha256"],
-    }
-    if args.save_model:
-        save_checkpoint(os.path.join(run_dir, "model.pt"), args, agent, optimizer, reward_rms, global_step)
-    if args.eval_episodes > 0:
-        video_dir = os.path.join(run_dir, "videos") if args.capture_video else None
-        eval_returns = evaluate(agent, args.env_id, args.eval_episodes, args.seed, device, video_dir)
-        for r in eval_returns:
-            logger.log(global_step, {"eval/episodic_return": r})
-        summary["eval_return_mean"] = float(np.mean(eval_returns))
-        summary["eval_return_std"] = float(np.std(eval_returns))
-    with open(os.path.join(run_dir, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    logger.close()
-    if wandb_run is not None:
-        wandb_run.summary.update({k: v for k, v in summary.items() if v is not None})
-        wandb_run.finish()
-    final = f"{summary['final_return_mean']:.1f}" if summary["final_return_mean"] is not None else "n/a"
-    evaluation = f" | eval {summary['eval_return_mean']:.1f} +- {summary['eval_return_std']:.1f}" if "eval_return_mean" in summary else ""
-    print(f"{ALGO} done: {global_step} steps in {format_seconds(train_time)} | final return(100) {final}{evaluation} | {run_dir}")
-    return summary
+    return run.finish(envs)
 
 
 if __name__ == "__main__":
-    cli_args = tyro.cli(Args)
-    try:
-        main(cli_args)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except TrainingError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    sys.exit(cli())

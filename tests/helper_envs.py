@@ -1,6 +1,9 @@
 """Tiny environments that exercise the scripts' error paths and loops; registered on import, so the
 scripts can reach them with the `module:EnvName-vN` form (this folder on PYTHONPATH)."""
 
+import os
+import signal
+
 import gymnasium as gym
 import numpy as np
 
@@ -134,9 +137,54 @@ class ZeroRewardEnv(BanditEnv):
         return np.zeros(3, np.float32), 0.0, True, False, {}
 
 
+class DiscreteStartOneEnv(NaNRewardEnv):
+    action_space = gym.spaces.Discrete(3, start=1)
+
+
+class EndlessEnv(gym.Env):
+    """Never terminates and has no time limit (registered without max_episode_steps)."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(2, np.float32), 1.0, False, False, {}
+
+
+class SelfSignalEnv(gym.Env):
+    """Pendulum-like noise with Box actions and 25-step episodes, which sends its own process a real
+    signal when the process has taken SELF_SIGNAL_AT env steps in all (SELF_SIGNAL = INT or TERM; a
+    comma-separated list of steps sends one signal per step): a deterministic way to interrupt a
+    training run at a known point."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
+    action_space = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
+    steps_in_process = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self.np_random.normal(size=3).astype(np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        SelfSignalEnv.steps_in_process += 1
+        at = [int(s) for s in os.environ.get("SELF_SIGNAL_AT", "").split(",") if s]
+        if SelfSignalEnv.steps_in_process in at:
+            os.kill(os.getpid(), getattr(signal, "SIG" + os.environ.get("SELF_SIGNAL", "INT")))
+        obs = self.np_random.normal(size=3).astype(np.float32)
+        return obs, float(-np.square(action).sum() + obs[0]), False, self.t >= 25, {}
+
+
 for name, cls in [("NaNReward-v0", NaNRewardEnv), ("DictObs-v0", DictObsEnv),
                   ("ImageObs-v0", ImageObsEnv), ("MultiDiscreteAction-v0", MultiDiscreteActionEnv),
                   ("DriftingObs-v0", DriftingObsEnv),
                   ("Probe-v0", ProbeEnv), ("DiscreteProbe-v0", DiscreteProbeEnv), ("Bandit-v0", BanditEnv),
-                  ("DiscreteBandit-v0", DiscreteBanditEnv), ("ZeroReward-v0", ZeroRewardEnv)]:
+                  ("DiscreteBandit-v0", DiscreteBanditEnv), ("ZeroReward-v0", ZeroRewardEnv),
+                  ("DiscreteStartOne-v0", DiscreteStartOneEnv), ("Endless-v0", EndlessEnv),
+                  ("SelfSignal-v0", SelfSignalEnv)]:
     gym.register(id=name, entry_point=cls, disable_env_checker=True)

@@ -84,7 +84,7 @@ def test_agent_sample_follows_the_policy(space):
     with torch.no_grad():
         action = agent.sample(x)
         logprob, entropy = agent.log_prob_entropy(x, action)
-    assert agent.act_deterministic(x).shape == action.shape
+    assert agent.deterministic_action(x).shape == action.shape
     torch.testing.assert_close(logprob.mean(), -entropy.mean(), atol=0.02, rtol=0.0)
 
 

@@ -156,20 +156,21 @@ def test_lone_copy_runs_in_an_empty_folder(tmp_path, script):
 @pytest.mark.parametrize("script", SCRIPT_NAMES)
 def test_save_load_evaluate_round_trip(run, tmp_path, script):
     first = tmp_path / "first"
-    proc = run(script, "--env-id", "Pendulum-v1", "--total-timesteps", "1024", "--save-model",
+    proc = run(script, "--env-id", "Pendulum-v1", "--total-timesteps", "1024",
                "--eval-episodes", "2", *tiny(script), output_dir=first)
     assert_ok(proc)
     (train_dir,) = run_dirs(first)
     model_path = os.path.join(train_dir, "model.pt")
     checkpoint = torch.load(model_path, weights_only=True)
     assert checkpoint["agent"]["obs_rms.count"] > 1000  # normalization statistics are in the model
-    assert "optimizer" in checkpoint and "reward_rms" in checkpoint
+    assert "optimizers" in checkpoint and "reward_rms" in checkpoint
 
     second = tmp_path / "second"
-    proc = run(script, "--env-id", "Pendulum-v1", "--total-timesteps", "0", "--load-model", model_path,
-               "--save-model", "--eval-episodes", "2", "--no-cuda", output_dir=second)
+    proc = run(script, "--total-timesteps", "0", "--load-model", model_path,  # the env is the checkpoint's
+               "--eval-episodes", "2", "--no-cuda", output_dir=second)
     assert_ok(proc)
     (eval_dir,) = run_dirs(second)
+    assert read_summary(eval_dir)["env_id"] == "Pendulum-v1"
     # same weights, same frozen normalization, same evaluation seeds: the same returns
     assert read_summary(eval_dir)["eval_return_mean"] == read_summary(train_dir)["eval_return_mean"]
     # loading and saving again changes nothing (that evaluation leaves the model untouched is
@@ -186,13 +187,16 @@ def test_save_load_evaluate_round_trip(run, tmp_path, script):
 
 @pytest.mark.parametrize("script", SCRIPT_NAMES)
 def test_load_model_that_does_not_fit_is_a_one_line_error(run, tmp_path, script):
-    proc = run(script, "--env-id", "Pendulum-v1", "--total-timesteps", "256", "--save-model",
+    proc = run(script, "--env-id", "Pendulum-v1", "--total-timesteps", "256",
                "--eval-episodes", "0", *tiny(script), output_dir=tmp_path / "a")
     assert_ok(proc)
     (train_dir,) = run_dirs(tmp_path / "a")
     proc = run(script, "--env-id", "Hopper-v4", "--total-timesteps", "0", "--no-cuda",
                "--load-model", os.path.join(train_dir, "model.pt"), output_dir=tmp_path / "b")
-    assert_one_line_error(proc, 2, "--load-model")
+    assert_one_line_error(proc, 2, "--load-model")  # an explicit --env-id that contradicts the checkpoint
+    proc = run(script, "--hidden-sizes", "32", "--total-timesteps", "0", "--no-cuda",
+               "--load-model", os.path.join(train_dir, "model.pt"), output_dir=tmp_path / "b")
+    assert_one_line_error(proc, 2, "--hidden-sizes")
     other = [s for s in SCRIPT_NAMES if s != script]
     if other:  # a checkpoint of another algorithm
         proc = run(other[0], "--env-id", "Pendulum-v1", "--total-timesteps", "0", "--no-cuda",
@@ -231,14 +235,19 @@ def bad_args(script):
         *([(["--gae-lambda", "1.5"], "--gae-lambda")] if script != "reinforce.py" else []),
         (["--total-timesteps", "0"], "--load-model"),
         (["--load-model", "missing.pt"], "missing.pt"),
-        (["--total-timesteps", "100"], "smaller than one batch"),
+        (["--env-id", "helper_envs:DiscreteStartOne-v0"], "start at 0"),
+        (["--capture-video", "--eval-episodes", "0"], "--capture-video"),
+        (["--eval-every", "1000", "--eval-episodes", "0"], "--eval-every"),
+        (["--checkpoint-every", "-1"], "--checkpoint-every"),
+        (["--resume", "no/such/run"], "--resume"),
+        (["--resume", "a", "--load-model", "b"], "--resume"),
     ]
 
 
 BAD_CASES = [(script, args, needle) for script in SCRIPT_NAMES for args, needle in bad_args(script)]
 # the exit path (one stderr line, exit code 2, no run directory) is checked in a subprocess for a few
 # cases per script; every case is checked in-process through main(), which must raise ConfigError
-EXIT_PATH_CASES = [case for case in BAD_CASES if case[1][0] in ("--env-id", "--load-model")
+EXIT_PATH_CASES = [case for case in BAD_CASES if case[1][0] in ("--env-id", "--load-model", "--resume")
                    or case[1][0] == SCRIPTS[case[0]]["divides_batch"]]
 
 
@@ -255,9 +264,8 @@ def test_bad_input_raises_config_error_before_any_work(tmp_path, monkeypatch, sc
 
     monkeypatch.syspath_prepend(os.path.join(ROOT, "tests"))
     m = module(script)
-    cli = tyro.cli(m.Args, args=["--no-cuda", "--output-dir", str(tmp_path / "runs"), *args])
     with pytest.raises(m.ConfigError, match=needle.replace("(", "\\(")):
-        m.main(cli)
+        m.main(m.parse_args(["--no-cuda", "--output-dir", str(tmp_path / "runs"), *args]))
     assert not os.path.exists(tmp_path / "runs")
 
 
@@ -309,13 +317,17 @@ def test_non_finite_loss_stops_training_with_a_clear_message(run, script):
     assert_one_line_error(proc, 1, "non-finite")
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="the warning is for machines without CUDA")
+@pytest.mark.skipif(torch.cuda.is_available(), reason="for machines without CUDA")
 @pytest.mark.parametrize("script", SCRIPT_NAMES)
-def test_cuda_flag_falls_back_to_cpu_with_one_warning(run, script):
+def test_cuda_falls_back_to_cpu_with_a_warning_only_when_asked_for(run, script):
     proc = run(script, "--env-id", "CartPole-v1", "--total-timesteps", "256", "--eval-episodes", "0",
                *SCRIPTS[script]["tiny"])
     assert_ok(proc)
-    assert sum(line.startswith("warning:") and "CUDA" in line for line in proc.stderr.splitlines()) == 1
+    assert " on cpu -> " in proc.stdout.splitlines()[0] and proc.stderr == ""  # the default: no warning
+    proc = run(script, "--cuda", "--env-id", "CartPole-v1", "--total-timesteps", "256", "--eval-episodes", "0",
+               *SCRIPTS[script]["tiny"])
+    assert_ok(proc)
+    assert proc.stderr.splitlines() == ["warning: --cuda: CUDA is not available; running on the CPU"]
 
 
 @pytest.mark.parametrize("script", SCRIPT_NAMES)
@@ -376,7 +388,8 @@ def test_every_flag_has_a_docstring(script):
 
 COMMON_FLAGS = ["--env-id", "--seed", "--total-timesteps", "--num-envs", "--cuda", "--no-cuda",
                 "--torch-deterministic", "--track", "--wandb-project-name", "--wandb-entity", "--capture-video",
-                "--save-model", "--load-model", "--eval-episodes", "--output-dir", "--exp-name"]
+                "--save-model", "--load-model", "--resume", "--checkpoint-every", "--eval-every", "--eval-episodes", "--tensorboard",
+                "--output-dir", "--exp-name"]
 
 
 @pytest.mark.parametrize("script", SCRIPT_NAMES)

@@ -1,0 +1,248 @@
+"""Runs that survive real use, for every script: a real SIGINT/SIGTERM stops a training process with
+a saved, resumable run; --resume continues it; checkpoints are atomic; --load-model takes the
+checkpoint's model flags; evaluation during training; TensorBoard; whole batches; quiet output.
+
+The signals come from helper_envs.SelfSignal-v0, which sends its own process a real signal after a
+given number of env steps: the interruption lands at a known point, with no race against a timer."""
+
+import copy
+import glob
+import json
+import os
+
+import pytest
+import torch
+
+from test_loops import MODULES, SCRIPTS, TINY, assert_same, run_main, spy
+from test_scripts import HELPER_ENVS, assert_ok, read_config, read_summary, run_dirs, tiny
+
+SCRIPT_NAMES = [f"{name}.py" for name in SCRIPTS]
+SMALL = {  # 2 envs x 64 steps = batches of 128
+    "ppo.py": ["--num-envs", "2", "--num-steps", "64", "--num-minibatches", "2", "--update-epochs", "2"],
+    "trpo.py": ["--num-envs", "2", "--num-steps", "64", "--vf-num-minibatches", "2", "--vf-update-epochs", "2"],
+    "reinforce.py": ["--num-envs", "2", "--num-steps", "64", "--vf-num-minibatches", "2", "--vf-update-epochs", "2"],
+}
+BATCH = 128
+
+
+def read_metrics(run_dir):
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def update_records(metrics):
+    return [r for r in metrics if "losses/approx_kl" in r]
+
+
+def self_signal(at, name="INT"):
+    return {**HELPER_ENVS, "SELF_SIGNAL_AT": ",".join(map(str, at)), "SELF_SIGNAL": name}
+
+
+def assert_interrupted(proc, code, signal_name):
+    assert proc.returncode == code, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "error:" not in proc.stderr and signal_name in proc.stderr
+    assert "--resume" in proc.stdout.splitlines()[-1]  # the last line says how to continue
+
+
+@pytest.mark.parametrize("script", SCRIPT_NAMES)
+def test_sigint_saves_the_run_and_resume_continues_it(run, tmp_path, script):
+    args = ["--env-id", "helper_envs:SelfSignal-v0", "--total-timesteps", "1280", "--eval-episodes", "1",
+            *SMALL[script], "--no-cuda"]
+    # env step 300 of the process (both envs counted) is vector step 150: inside the third rollout
+    proc = run(script, *args, env_extra=self_signal([300]))
+    assert_interrupted(proc, 130, "SIGINT")
+    (run_dir,) = run_dirs(tmp_path / "runs")
+    summary = read_summary(run_dir)
+    assert summary["interrupted"] is True and summary["signal"] == "SIGINT"
+    assert summary["global_step"] == 2 * BATCH  # the unfinished third rollout is discarded
+    assert "eval_return_mean" not in summary
+    checkpoint = torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)
+    assert checkpoint["progress"]["global_step"] == 2 * BATCH and checkpoint["progress"]["update"] == 2
+    first = read_metrics(run_dir)
+    assert max(r["global_step"] for r in first) == 2 * BATCH  # nothing logged beyond the saved state
+
+    proc = run(script, "--resume", run_dir, env_extra=HELPER_ENVS)
+    assert_ok(proc)
+    assert run_dirs(tmp_path / "runs") == [run_dir]  # the same directory, no new one
+    summary = read_summary(run_dir)
+    assert summary["interrupted"] is False and summary["global_step"] == 1280
+    assert summary["episodes"] == sum("charts/episodic_return" in r for r in read_metrics(run_dir))
+    metrics = read_metrics(run_dir)
+    assert metrics[:len(first)] == first  # appended to
+    steps = [r["global_step"] for r in metrics]
+    assert steps == sorted(steps) and steps[len(first)] > 2 * BATCH  # increasing across the seam
+    # the same updates, at the same steps, as an uninterrupted run
+    assert [r["global_step"] for r in update_records(metrics)] == [BATCH * k for k in range(1, 11)]
+    if script == "ppo.py":  # the learning rate continues its schedule: lr_k = lr_0 (1 - (k - 1) / K)
+        lrs = [r["charts/learning_rate"] for r in update_records(metrics)]
+        assert lrs == pytest.approx([3e-4 * (1 - k / 10) for k in range(10)])
+    config = read_config(run_dir)
+    assert [s["global_step"] for s in config["sessions"]] == [0, 2 * BATCH]
+    assert config["sessions"][1]["command"][2:4] == ["--resume", run_dir]
+
+    uninterrupted = run(script, *args, env_extra=HELPER_ENVS, output_dir=tmp_path / "whole")
+    assert_ok(uninterrupted)
+    (whole_dir,) = run_dirs(tmp_path / "whole")
+    assert read_summary(whole_dir)["global_step"] == summary["global_step"]
+
+
+def test_sigterm_exits_143_saved(run, tmp_path):
+    proc = run("trpo.py", "--env-id", "helper_envs:SelfSignal-v0", "--total-timesteps", "1280", "--eval-episodes", "0",
+               *SMALL["trpo.py"], "--no-cuda", env_extra=self_signal([200], "TERM"))
+    assert_interrupted(proc, 143, "SIGTERM")
+    (run_dir,) = run_dirs(tmp_path / "runs")
+    assert read_summary(run_dir)["signal"] == "SIGTERM"
+    assert torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)["progress"]["global_step"] == BATCH
+
+
+def test_a_second_signal_quits_at_once(run, tmp_path):
+    # two signals in one vector step (env steps 299 and 300): no time to save, the process quits
+    proc = run("ppo.py", "--env-id", "helper_envs:SelfSignal-v0", "--total-timesteps", "1280", "--eval-episodes", "0",
+               "--checkpoint-every", "128", *SMALL["ppo.py"], "--no-cuda", env_extra=self_signal([299, 300]))
+    assert proc.returncode == 130 and "quitting without saving" in proc.stderr and "Traceback" not in proc.stderr
+    (run_dir,) = run_dirs(tmp_path / "runs")
+    assert not os.path.exists(os.path.join(run_dir, "summary.json"))
+    # the last periodic checkpoint is intact and resumable
+    checkpoint = torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)
+    assert checkpoint["progress"]["global_step"] == 2 * BATCH
+    assert_ok(run("ppo.py", "--resume", run_dir, "--eval-episodes", "0", env_extra=HELPER_ENVS))
+    assert read_summary(run_dir)["global_step"] == 1280
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_resume_restores_every_piece_of_state(tmp_path, monkeypatch, name):
+    """In-process: what --resume restores is exactly what was saved; the envs restart from new seeds."""
+    m = MODULES[name]
+    run_main(name, tmp_path, env_id="Pendulum-v1", total_timesteps=128)
+    (run_dir,) = glob.glob(str(tmp_path / "runs" / "*"))
+    saved = torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)
+    restored = []
+    real_start_envs = m.Run.start_envs
+
+    def start_envs(run):
+        restored.append(copy.deepcopy((run.agent.state_dict(), {k: o.state_dict() for k, o in run.optimizers.items()},
+                                       run.reward_rms.state_dict(), run.discounted_return, list(run.recent_returns),
+                                       run.episodes, run.env_seed, torch.get_rng_state())))
+        return real_start_envs(run)
+
+    monkeypatch.setattr(m.Run, "start_envs", start_envs)
+    m.main(m.parse_args(["--resume", run_dir, "--total-timesteps", "192"]))
+    agent, optimizers, reward_rms, discounted_return, recent, episodes, env_seed, rng = restored[0]
+    assert_same(agent, saved["agent"], "agent")
+    assert_same(optimizers, saved["optimizers"], "optimizers")
+    assert_same(reward_rms, saved["reward_rms"], "reward_rms")
+    assert discounted_return.tolist() == saved["progress"]["discounted_return"].tolist()
+    assert discounted_return.any()  # a mid-episode running return, not a reset one
+    assert recent == saved["progress"]["recent_returns"] and episodes == saved["progress"]["episodes"]
+    assert torch.equal(rng, saved["rng"]["torch"])
+    assert env_seed != 1  # the environments restart their episodes, from other seeds than the first session's
+    assert read_summary(run_dir)["global_step"] == 192
+
+
+def test_resume_refuses_what_it_cannot_continue(run, tmp_path):
+    assert_ok(run("ppo.py", "--env-id", "CartPole-v1", "--total-timesteps", "256", "--eval-episodes", "0",
+                  *tiny("ppo.py")))
+    (run_dir,) = run_dirs(tmp_path / "runs")
+    for args, needle in [([], "larger --total-timesteps"), (["--total-timesteps", "1024", "--num-envs", "4"], "--num-envs"),
+                         (["--total-timesteps", "1024", "--env-id", "Acrobot-v1"], "--env-id")]:
+        proc = run("ppo.py", "--resume", run_dir, *args)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert [line for line in proc.stderr.splitlines() if line.startswith("error:")][0].count(needle) == 1
+    os.remove(os.path.join(run_dir, "model.pt"))
+    proc = run("ppo.py", "--resume", run_dir, "--total-timesteps", "1024")
+    assert proc.returncode == 2 and "no model.pt" in proc.stderr
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_checkpoints_are_written_when_due_and_atomically(tmp_path, monkeypatch, name):
+    m = MODULES[name]
+    saves = spy(monkeypatch, m, "save_checkpoint")
+    real_save, calls = torch.save, []
+
+    def save_then_die(obj, f, *args, **kwargs):  # the third checkpoint write is killed halfway
+        calls.append(obj["progress"]["global_step"])
+        if len(calls) == 3:
+            f.write(b"half a checkpoint")
+            raise KeyboardInterrupt("killed while writing")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_main(name, tmp_path, env_id="Pendulum-v1", total_timesteps=640, checkpoint_every=128)
+    assert calls == [128, 256, 384]  # every 128 steps (2 envs x 32 steps = 64 per batch)
+    assert len(saves) == 2
+    (run_dir,) = glob.glob(str(tmp_path / "runs" / "*"))
+    checkpoint = torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)  # the previous one, whole
+    assert checkpoint["progress"]["global_step"] == 256
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_stop_during_the_update_ends_it_at_a_safe_point(tmp_path, monkeypatch, name):
+    """A stop request that arrives during the update: the update ends early, is logged and saved."""
+    m = MODULES[name]
+    stop = m.StopRequest()
+    estimator = {"ppo": "ppo_policy_loss", "trpo": "conjugate_gradient", "reinforce": "reinforce_loss"}[name]
+    calls = spy(monkeypatch, m, estimator, before=lambda *a, **k: setattr(stop, "signum", 2) if len(calls) == 2 else None)
+    summary = m.main(m.Args(env_id="Pendulum-v1", total_timesteps=640, eval_episodes=3, cuda=False,
+                            output_dir=str(tmp_path / "runs"), **TINY[name]), stop)
+    assert summary["interrupted"] is True and "eval_return_mean" not in summary
+    (run_dir,) = glob.glob(str(tmp_path / "runs" / "*"))
+    updates = update_records(read_metrics(run_dir))
+    stopped_at = 64 * len(updates)
+    assert summary["global_step"] == stopped_at == updates[-1]["global_step"] < 640
+    if name == "ppo":
+        assert updates[-1]["ppo/minibatch_steps"] < 8  # the update was cut short
+    checkpoint = torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)
+    assert checkpoint["progress"]["global_step"] == stopped_at
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_evaluation_during_training(tmp_path, name):
+    summary, metrics = run_main(name, tmp_path, env_id="Pendulum-v1", total_timesteps=320, eval_every=128,
+                                eval_episodes=2)
+    means = [(r["global_step"], r["eval/return_mean"]) for r in metrics if "eval/return_mean" in r]
+    assert [step for step, _ in means] == [128, 256, 320]  # every 128 steps, and the final evaluation
+    assert sum("eval/episodic_return" in r for r in metrics) == 6
+    assert means[-1][1] == pytest.approx(summary["eval_return_mean"])
+
+
+def test_evaluation_of_an_env_without_time_limit_ends(tmp_path, monkeypatch):
+    monkeypatch.setattr(MODULES["ppo"], "EVAL_MAX_EPISODE_STEPS", 300)
+    summary, _ = run_main("ppo", tmp_path, env_id="Endless-v0", total_timesteps=64, eval_episodes=2)
+    assert summary["eval_return_mean"] == 300.0
+
+
+@pytest.mark.parametrize("script", SCRIPT_NAMES)
+def test_tensorboard_has_the_same_curves(run, tmp_path, script):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert_ok(run(script, "--env-id", "CartPole-v1", "--total-timesteps", "512", "--eval-episodes", "2",
+                  "--tensorboard", *tiny(script)))
+    (run_dir,) = run_dirs(tmp_path / "runs")
+    events = EventAccumulator(run_dir)
+    events.Reload()
+    metrics = read_metrics(run_dir)
+    keys = {k for r in metrics for k, v in r.items() if k not in ("global_step", "time") and v is not None}
+    assert set(events.Tags()["scalars"]) == keys
+    returns = [(r["global_step"], r["charts/episodic_return"]) for r in metrics if "charts/episodic_return" in r]
+    logged = [(e.step, e.value) for e in events.Scalars("charts/episodic_return")]
+    assert logged == [(step, pytest.approx(value)) for step, value in returns]
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_total_timesteps_is_rounded_up_to_whole_batches(tmp_path, capsys, name):
+    summary, _ = run_main(name, tmp_path, env_id="CartPole-v1", total_timesteps=100)  # batches of 64
+    assert summary["global_step"] == summary["total_timesteps"] == 128
+    assert "step 128/128 (100%)" in capsys.readouterr().out
+
+
+def test_warnings_are_printed_once_and_plainly(run):
+    proc = run("ppo.py", "--env-id", "HalfCheetah-v4", "--total-timesteps", "256", "--eval-episodes", "1",
+               *tiny("ppo.py"), env_extra={"PYTHONWARNINGS": ""})
+    assert_ok(proc)
+    lines = proc.stderr.splitlines()
+    assert len(lines) == len(set(lines)) and "\x1b[" not in proc.stderr
+    assert sum("settotalmass" in line for line in lines) == 1 and sum("v5" in line for line in lines) == 1
+    assert all(line.startswith("warning: ") for line in lines)
+
