@@ -118,9 +118,6 @@ import torch.nn as nn
 import tyro
 
 ALGO = "trpo"
-PROGRESS_EVERY_S = 5.0  # seconds between two progress lines on stdout
-EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes use seeds disjoint from the training envs'
-EVAL_MAX_EPISODE_STEPS = 10_000  # evaluation's cap for an env without a time limit of its own
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
@@ -215,22 +212,10 @@ class Args:
     """hidden layer widths of both the actor and the critic"""
 
 
-class ConfigError(Exception):
-    """Bad input: reported as one line on stderr, exit code 2, before any work."""
-
-
-class TrainingError(Exception):
-    """Training cannot go on (e.g. a non-finite loss): reported as one line, exit code 1."""
-
-
-def validate_args(args: Args) -> None:
-    """Raise ConfigError for the first invalid argument."""
-    checks = [
-        (args.total_timesteps >= 0, "--total-timesteps must be >= 0"),
-        (args.total_timesteps > 0 or args.load_model, "--total-timesteps 0 needs --load-model (evaluate only)"),
-        (args.num_envs > 0, "--num-envs must be > 0"),
-        (args.num_steps > 0, "--num-steps must be > 0"),
-        (0 < args.gamma <= 1, "--gamma must be in (0, 1]"),
+def algorithm_checks(args: Args) -> list[tuple[bool, str]]:
+    """TRPO's own argument checks, as (valid, message); validate_args runs them after the common ones."""
+    batch_size = args.num_envs * args.num_steps
+    return [
         (0 < args.gae_lambda <= 1, "--gae-lambda must be in (0, 1]"),
         (args.max_kl > 0, "--max-kl must be > 0"),
         (args.cg_iters > 0, "--cg-iters must be > 0"),
@@ -241,93 +226,13 @@ def validate_args(args: Args) -> None:
         (args.vf_learning_rate > 0, "--vf-learning-rate must be > 0"),
         (args.vf_update_epochs > 0, "--vf-update-epochs must be > 0"),
         (args.vf_num_minibatches > 0, "--vf-num-minibatches must be > 0"),
-        (args.clip_obs > 0 and args.clip_reward > 0, "--clip-obs and --clip-reward must be > 0"),
-        (args.eval_episodes >= 0, "--eval-episodes must be >= 0"),
-        (args.eval_every >= 0 and args.checkpoint_every >= 0, "--eval-every and --checkpoint-every must be >= 0"),
-        (args.eval_episodes > 0 or not args.eval_every, "--eval-every needs --eval-episodes > 0"),
-        (args.eval_episodes > 0 or not args.capture_video, "--capture-video records evaluation episodes: it needs --eval-episodes > 0"),
-        (args.torch_threads > 0, "--torch-threads must be > 0"),
-        (len(args.hidden_sizes) > 0 and min(args.hidden_sizes) > 0, "--hidden-sizes must be positive widths"),
+        (args.vf_num_minibatches > 0 and batch_size % args.vf_num_minibatches == 0,
+         f"--vf-num-minibatches ({args.vf_num_minibatches}) must divide the batch size num_envs * num_steps = {batch_size}"),
     ]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message)
-    batch_size = args.num_envs * args.num_steps
-    if batch_size % args.vf_num_minibatches != 0:
-        raise ConfigError(
-            f"--vf-num-minibatches ({args.vf_num_minibatches}) must divide the batch size "
-            f"num_envs * num_steps = {batch_size}"
-        )
-    if args.load_model is not None and not os.path.isfile(args.load_model):
-        raise ConfigError(f"--load-model: no such file: {args.load_model}")
 
 
 # ---------------------------------------------------------------------------------------------
-# Environments
-# ---------------------------------------------------------------------------------------------
-def make_env(env_id: str, **kwargs):
-    """A thunk that builds one environment (`kwargs` go to gym.make); the vector env calls it once per copy."""
-
-    def thunk():
-        # gymnasium's own wrappers only (TimeLimit, order and passive checks): rewards stay raw,
-        # normalization happens in this file where it can be saved and frozen.
-        return gym.make(env_id, **kwargs)
-
-    return thunk
-
-
-def make_vector_env(env_id: str, num_envs: int) -> gym.vector.SyncVectorEnv:
-    """Training environments; SAME_STEP autoreset puts the final observation in info['final_obs']."""
-    return gym.vector.SyncVectorEnv(
-        [make_env(env_id) for _ in range(num_envs)],
-        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
-    )
-
-
-def first_line(error: Exception) -> str:
-    """The first line of an exception's message (or its type), for one-line errors."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def check_env(env_id: str) -> tuple[gym.spaces.Box, gym.spaces.Space]:
-    """Build the env once to turn an unknown id or an unsupported space into a ConfigError."""
-    try:
-        env = gym.make(env_id)
-    except Exception as e:  # gymnasium raises several error types (NameNotFound, ImportError, ...)
-        raise ConfigError(f"cannot make environment {env_id!r}: {first_line(e)}") from None
-    obs_space, act_space = env.observation_space, env.action_space
-    env.close()
-    if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
-        raise ConfigError(f"unsupported observation space {obs_space}: only flat Box observations are supported")
-    if isinstance(act_space, gym.spaces.Box) and len(act_space.shape) != 1:
-        raise ConfigError(f"unsupported action space {act_space}: only 1-d Box actions are supported")
-    if not isinstance(act_space, (gym.spaces.Box, gym.spaces.Discrete)):
-        raise ConfigError(f"unsupported action space {act_space}: only Discrete and Box are supported")
-    if isinstance(act_space, gym.spaces.Discrete) and act_space.start != 0:
-        raise ConfigError(f"unsupported action space {act_space}: only Discrete spaces that start at 0 are supported")
-    return obs_space, act_space
-
-
-def check_video(env_id: str) -> None:
-    """--capture-video needs moviepy and a working renderer: fail before training, not after."""
-    try:
-        import moviepy  # noqa: F401
-    except ImportError:
-        raise ConfigError("--capture-video needs moviepy: pip install moviepy") from None
-    try:
-        env = gym.make(env_id, render_mode="rgb_array")
-        env.reset(seed=0)
-        frame = env.render()
-        env.close()
-    except Exception as e:
-        raise ConfigError(f"--capture-video: {env_id} cannot render ({first_line(e)}); for MuJoCo try MUJOCO_GL=egl") from None
-    if frame is None:
-        raise ConfigError(f"--capture-video: {env_id} returned no frame in rgb_array mode")
-
-
-# ---------------------------------------------------------------------------------------------
-# Normalization
+# Networks (the observation normalizer is part of the model)
 # ---------------------------------------------------------------------------------------------
 class RunningMeanStd(nn.Module):
     """Running mean and variance of a stream of batches (parallel Welford), kept as buffers so
@@ -360,25 +265,6 @@ class RunningMeanStd(nn.Module):
         return ((x - self.mean.to(x.dtype)) / self.std().to(x.dtype)).clamp(-clip, clip)
 
 
-def discounted_returns_stream(
-    rewards: np.ndarray, dones: np.ndarray, running: np.ndarray, gamma: float
-) -> np.ndarray:
-    """R_t = gamma * R_{t-1} + r_t per environment, reset to 0 after a done step.
-
-    rewards, dones: (T, N); `running` (N,) is the carried state R_{-1}, updated in place.
-    Returns the (T, N) sequence R_t whose running std scales the rewards.
-    """
-    out = np.empty_like(rewards)
-    for t in range(rewards.shape[0]):
-        running[:] = gamma * running + rewards[t]
-        out[t] = running
-        running[dones[t]] = 0.0
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Networks
-# ---------------------------------------------------------------------------------------------
 def layer_init(layer: nn.Linear, std: float = math.sqrt(2), bias: float = 0.0) -> nn.Linear:
     nn.init.orthogonal_(layer.weight, std)
     nn.init.constant_(layer.bias, bias)
@@ -467,8 +353,35 @@ class Agent(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-# TRPO math: small pure functions, tested in tests/test_trpo_math.py
+# TRPO math: small pure functions, tested in tests/test_trpo_math.py and tests/test_shared_math.py
 # ---------------------------------------------------------------------------------------------
+def discounted_returns_stream(
+    rewards: np.ndarray, dones: np.ndarray, running: np.ndarray, gamma: float
+) -> np.ndarray:
+    """R_t = gamma * R_{t-1} + r_t per environment, reset to 0 after a done step.
+
+    rewards, dones: (T, N); `running` (N,) is the carried state R_{-1}, updated in place.
+    Returns the (T, N) sequence R_t whose running std scales the rewards.
+    """
+    out = np.empty_like(rewards)
+    for t in range(rewards.shape[0]):
+        running[:] = gamma * running + rewards[t]
+        out[t] = running
+        running[dones[t]] = 0.0
+    return out
+
+
+def scale_rewards(rewards: np.ndarray, dones: np.ndarray, running: np.ndarray, reward_rms: RunningMeanStd,
+                  gamma: float, clip: float) -> np.ndarray:
+    """Reward scaling: r_t / std(R), clipped to [-clip, clip], one scale for the whole (T, N) batch.
+    R_t = gamma * R_{t-1} + r_t is each env's discounted return stream (`running` carries it across
+    batches); `reward_rms` merges this batch's R_t before the scale is read."""
+    returns_stream = discounted_returns_stream(rewards, dones, running, gamma)
+    reward_rms.update(torch.from_numpy(returns_stream.reshape(-1)))
+    scale = float((reward_rms.var + 1e-8).sqrt())
+    return np.clip(rewards / scale, -clip, clip)
+
+
 def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
     """log N(a; mu, diag(sigma^2)) = -sum_j [ (a_j - mu_j)^2 / (2 sigma_j^2) + log sigma_j + log(2 pi) / 2 ]."""
     z = (action - mean) * torch.exp(-log_std)
@@ -751,11 +664,272 @@ def explained_variance(predictions: torch.Tensor, targets: torch.Tensor) -> floa
 
 
 # ---------------------------------------------------------------------------------------------
-# The run: directory, configuration, metrics, checkpoints, evaluation, interruption
+# Training: the loop of the module docstring
 # ---------------------------------------------------------------------------------------------
+def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
+    """Train and evaluate as `args` says; return the summary (summary.json). `stop` (SIGINT/SIGTERM
+    from the command line) ends training early, saved and resumable."""
+    obs_space, action_space, continuous, norm_obs, norm_reward, device = setup(args)
+
+    obs_dim = obs_space.shape[0]
+    agent = Agent(obs_dim, action_space, args.hidden_sizes, norm_obs, args.clip_obs).to(device)
+    optimizer = torch.optim.Adam(agent.critic.parameters(), lr=args.vf_learning_rate, eps=1e-5, fused=True)  # critic only
+    reward_rms = RunningMeanStd(())
+
+    N, T = args.num_envs, args.num_steps
+    batch_size, minibatch_size = N * T, N * T // args.vf_num_minibatches
+    # the run directory, logs and checkpoints; with --load-model or --resume it loads the checkpoint
+    run = Run(args, {"norm_obs": norm_obs, "norm_reward": norm_reward}, device, agent, {"critic": optimizer}, reward_rms,
+              batch_size, stop)
+    action_shape = action_space.shape if continuous else ()
+
+    # Rollout storage: what the networks see lives on the device; what the env returns stays on the
+    # host until the rollout is over and then moves once.
+    obs = torch.zeros((T, N, obs_dim), device=device)  # raw observations s_t
+    actions = torch.zeros((T, N, *action_shape), device=device, dtype=torch.float32 if continuous else torch.long)
+    final_values = torch.zeros((T, N), device=device)  # V(final observation) where a time limit cut the episode
+    rewards = np.zeros((T, N), dtype=np.float64)  # raw rewards
+    terminations = np.zeros((T, N), dtype=bool)
+    dones = np.zeros((T, N), dtype=bool)  # terminated or truncated
+
+    envs, next_obs = run.start_envs()
+    global_step = run.global_step
+
+    for update in range(run.update + 1, run.num_updates + 1):
+        # ---- 1. Rollout with the fixed policy pi_0 (normalization statistics frozen) ------------
+        final_values.zero_()
+        for step in range(T):
+            if run.stopping:
+                break
+            global_step += N
+            obs[step] = torch.as_tensor(next_obs, dtype=torch.float32, device=device)
+            with torch.no_grad():
+                action = agent.sample(obs[step])
+            actions[step] = action
+            env_action = action.cpu().numpy()
+            if continuous:
+                env_action = np.clip(env_action, action_space.low, action_space.high)  # sampled unclipped, stored unclipped
+            next_obs, reward, terminated, truncated, info = envs.step(env_action)
+            rewards[step], terminations[step], dones[step] = reward, terminated, terminated | truncated
+            run.track_episodes(global_step, reward, dones[step])
+
+            # Truncated, not terminated: bootstrap with V(final observation), not V(next episode's start).
+            cut = truncated & ~terminated
+            if cut.any():
+                idx = np.flatnonzero(cut)
+                final_obs = np.stack(info["final_obs"][idx]).astype(np.float32)
+                with torch.no_grad():
+                    final_values[step, torch.as_tensor(idx, device=device)] = agent.value(torch.as_tensor(final_obs, device=device))
+        if run.stopping:
+            break  # a stop request discards the unfinished rollout: the run ends as of its last update
+
+        # ---- 2. Advantages: GAE(lambda) with V(s_{t+1}) the true successor's value -------------
+        train_rewards = (scale_rewards(rewards, dones, run.discounted_return, reward_rms, args.gamma, args.clip_reward)
+                         if norm_reward else rewards)
+        b_obs = obs.reshape(-1, obs_dim)
+        b_actions = actions.reshape(-1, *action_shape)
+        with torch.no_grad():
+            # pi_0 and V did not change during the rollout: pi_0(.|s) and V(s) in one pass over the batch
+            old_dist = detached(agent.dist(b_obs))
+            b_logprobs = log_prob(old_dist, b_actions)
+            values = agent.value(b_obs).view(T, N)
+            last_value = agent.value(torch.as_tensor(next_obs, dtype=torch.float32, device=device))
+            b_terminations = torch.as_tensor(terminations, dtype=torch.float32, device=device)
+            b_dones = torch.as_tensor(dones, device=device)
+            next_values = successor_values(values, last_value, final_values, b_dones)
+            advantages, returns = compute_gae(
+                torch.as_tensor(train_rewards, dtype=torch.float32, device=device),
+                values, next_values, b_terminations, b_dones.float(), args.gamma, args.gae_lambda,
+            )
+
+        # ---- 3. Observation statistics: merge the batch, keeping pi and V the same functions of s --
+        if norm_obs:
+            agent.update_obs_stats(b_obs)
+            with torch.no_grad():
+                normalizer_kl = kl(old_dist, agent.dist(b_obs)).mean().item()
+
+        # ---- 4. Policy: one trust-region step (natural gradient, maximal step, line search) ------
+        b_advantages, b_returns, b_values = advantages.reshape(-1), returns.reshape(-1), values.reshape(-1)
+        if args.norm_adv:
+            b_advantages = normalize_advantages(b_advantages)
+        step = trpo_policy_update(agent, PolicyBatch(b_obs, b_actions, old_dist, b_logprobs, b_advantages), args)
+
+        # ---- 5. Critic: minibatch regression of V(s) on the returns, with its own optimizer -------
+        b_x = agent.normalize(b_obs)  # the critic's input, normalized once for all its minibatches
+        value_losses = []
+        for epoch in range(args.vf_update_epochs):
+            # shuffle once per epoch; minibatches are consecutive slices of the shuffled batch
+            perm = torch.randperm(batch_size, device=device)
+            e_x, e_returns = b_x[perm], b_returns[perm]
+            for start in range(0, batch_size, minibatch_size):
+                mb = slice(start, start + minibatch_size)
+                # L_V = 0.5 * mean[(V(s) - R)^2]
+                v_loss = 0.5 * (agent.critic(e_x[mb]).squeeze(-1) - e_returns[mb]).square().mean()
+                if not torch.isfinite(v_loss):
+                    raise TrainingError(f"non-finite value loss at update {update}, global step {global_step}; "
+                                        "stopped before training on it")
+                optimizer.zero_grad()  # grads to None: backward writes them fresh, nothing to zero
+                v_loss.backward()
+                optimizer.step()
+                value_losses.append(v_loss.detach())
+            if run.stopping:
+                break  # a safe point: the critic's fit ends after this epoch; the update is logged and saved
+
+        # ---- 6. Diagnostics of the update just made (new policy vs. pi_0, whole batch) ------------
+        with torch.no_grad():
+            new_dist = agent.dist(b_obs)
+            approx = approx_kl(log_prob(new_dist, b_actions) - b_logprobs).item()
+        run.end_update(update, global_step, {
+            "charts/critic_learning_rate": optimizer.param_groups[0]["lr"],
+            **({"charts/normalizer_kl": normalizer_kl} if norm_obs else {}),
+            "losses/policy_loss": -step["surrogate"],
+            "losses/value_loss": torch.stack(value_losses).mean().item(),
+            "losses/entropy": entropy(new_dist).mean().item(),
+            "losses/approx_kl": approx,
+            "losses/explained_variance": explained_variance(b_values, b_returns),
+            **{f"trpo/{key}": value for key, value in step.items() if key != "surrogate"},
+        }, status=f"kl {step['kl_after_step']:.4f} | backtracks {step['line_search_backtracks']}")
+
+    return run.finish(envs)
+
+
+# =============================================================================================
+# Shared section: byte-identical in ppo.py, trpo.py and reinforce.py (tests/test_scripts.py checks
+# it), and nothing below this line is algorithmic: argument validation, environments, seeding and
+# device, the run directory, logging, checkpoints, evaluation, signals and the command line.
+# =============================================================================================
+PROGRESS_EVERY_S = 5.0  # seconds between two progress lines on stdout
+
+EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes use seeds disjoint from the training envs'
+
+EVAL_MAX_EPISODE_STEPS = 10_000  # evaluation's cap for an env without a time limit of its own
+
 CHECKPOINT_VERSION = 2
+
 MODEL_KEYS = ("env_id", "hidden_sizes", "norm_obs", "norm_reward", "clip_obs")  # what a checkpoint's model is made for
+
 RESUME_FIXED = (*MODEL_KEYS, "num_envs", "num_steps")  # what a resumed run cannot change
+
+
+class ConfigError(Exception):
+    """Bad input: reported as one line on stderr, exit code 2, before any work."""
+
+
+class TrainingError(Exception):
+    """Training cannot go on (e.g. a non-finite loss): reported as one line, exit code 1."""
+
+
+def validate_args(args: Args) -> None:
+    """Raise ConfigError for the first invalid argument: the common checks, then the algorithm's own."""
+    checks = [
+        (args.total_timesteps >= 0, "--total-timesteps must be >= 0"),
+        (args.total_timesteps > 0 or args.load_model, "--total-timesteps 0 needs --load-model (evaluate only)"),
+        (args.num_envs > 0, "--num-envs must be > 0"),
+        (args.num_steps > 0, "--num-steps must be > 0"),
+        (0 < args.gamma <= 1, "--gamma must be in (0, 1]"),
+        (args.clip_obs > 0 and args.clip_reward > 0, "--clip-obs and --clip-reward must be > 0"),
+        (args.eval_episodes >= 0, "--eval-episodes must be >= 0"),
+        (args.eval_every >= 0 and args.checkpoint_every >= 0, "--eval-every and --checkpoint-every must be >= 0"),
+        (args.eval_episodes > 0 or not args.eval_every, "--eval-every needs --eval-episodes > 0"),
+        (args.eval_episodes > 0 or not args.capture_video, "--capture-video records evaluation episodes: it needs --eval-episodes > 0"),
+        (args.torch_threads > 0, "--torch-threads must be > 0"),
+        (len(args.hidden_sizes) > 0 and min(args.hidden_sizes) > 0, "--hidden-sizes must be positive widths"),
+    ]
+    for ok, message in checks + algorithm_checks(args):
+        if not ok:
+            raise ConfigError(message)
+    if args.load_model is not None and not os.path.isfile(args.load_model):
+        raise ConfigError(f"--load-model: no such file: {args.load_model}")
+
+
+def make_env(env_id: str, **kwargs):
+    """A thunk that builds one environment (`kwargs` go to gym.make); the vector env calls it once per copy."""
+
+    def thunk():
+        # gymnasium's own wrappers only (TimeLimit, order and passive checks): rewards stay raw,
+        # normalization happens in this file where it can be saved and frozen.
+        return gym.make(env_id, **kwargs)
+
+    return thunk
+
+
+def make_vector_env(env_id: str, num_envs: int) -> gym.vector.SyncVectorEnv:
+    """Training environments; SAME_STEP autoreset puts the final observation in info['final_obs']."""
+    return gym.vector.SyncVectorEnv(
+        [make_env(env_id) for _ in range(num_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
+
+
+def first_line(error: Exception) -> str:
+    """The first line of an exception's message (or its type), for one-line errors."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def check_env(env_id: str) -> tuple[gym.spaces.Box, gym.spaces.Space]:
+    """Build the env once to turn an unknown id or an unsupported space into a ConfigError."""
+    try:
+        env = gym.make(env_id)
+    except Exception as e:  # gymnasium raises several error types (NameNotFound, ImportError, ...)
+        raise ConfigError(f"cannot make environment {env_id!r}: {first_line(e)}") from None
+    obs_space, act_space = env.observation_space, env.action_space
+    env.close()
+    if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
+        raise ConfigError(f"unsupported observation space {obs_space}: only flat Box observations are supported")
+    if isinstance(act_space, gym.spaces.Box) and len(act_space.shape) != 1:
+        raise ConfigError(f"unsupported action space {act_space}: only 1-d Box actions are supported")
+    if not isinstance(act_space, (gym.spaces.Box, gym.spaces.Discrete)):
+        raise ConfigError(f"unsupported action space {act_space}: only Discrete and Box are supported")
+    if isinstance(act_space, gym.spaces.Discrete) and act_space.start != 0:
+        raise ConfigError(f"unsupported action space {act_space}: only Discrete spaces that start at 0 are supported")
+    return obs_space, act_space
+
+
+def check_video(env_id: str) -> None:
+    """--capture-video needs moviepy and a working renderer: fail before training, not after."""
+    try:
+        import moviepy  # noqa: F401
+    except ImportError:
+        raise ConfigError("--capture-video needs moviepy: pip install moviepy") from None
+    try:
+        env = gym.make(env_id, render_mode="rgb_array")
+        env.reset(seed=0)
+        frame = env.render()
+        env.close()
+    except Exception as e:
+        raise ConfigError(f"--capture-video: {env_id} cannot render ({first_line(e)}); for MuJoCo try MUJOCO_GL=egl") from None
+    if frame is None:
+        raise ConfigError(f"--capture-video: {env_id} returned no frame in rgb_array mode")
+
+
+class Setup(NamedTuple):
+    obs_space: gym.spaces.Box
+    action_space: gym.spaces.Space
+    continuous: bool  # Box actions
+    norm_obs: bool  # --norm-obs, the per-kind default resolved
+    norm_reward: bool  # --norm-reward, likewise
+    device: torch.device
+
+
+def setup(args: Args) -> Setup:
+    """Check the arguments and the env (one-line errors before any work), resolve the per-kind
+    defaults, seed python, numpy and torch (the envs are seeded at their first reset), set torch's
+    threads and pick the device."""
+    validate_args(args)
+    obs_space, action_space = check_env(args.env_id)
+    continuous = isinstance(action_space, gym.spaces.Box)
+    if args.capture_video:
+        check_video(args.env_id)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.torch_threads)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.backends.cudnn.benchmark = not args.torch_deterministic
+    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+    return Setup(obs_space, action_space, continuous, continuous if args.norm_obs is None else args.norm_obs,
+                 continuous if args.norm_reward is None else args.norm_reward, device)
 
 
 def make_run_dir(output_dir: str, env_id: str, exp_name: str, seed: int) -> tuple[str, str]:
@@ -982,16 +1156,17 @@ class Run:
     config.json, metrics.jsonl with wandb and TensorBoard, the counters a resumed run continues from,
     checkpoints, evaluations, progress lines, summary.json, and the request to stop.
 
-    The training loop reports each finished episode (`episode`) and each update (`end_update`); an
+    The training loop reports each env step's rewards (`track_episodes`) and each update (`end_update`); an
     episode counts only once its rollout's update is reported, so that a rollout cut short by a stop
     request leaves no trace and the saved run is exactly the state after its last update.
     """
 
     def __init__(self, args: Args, resolved: dict, device: torch.device, agent: Agent,
-                 optimizers: dict[str, torch.optim.Optimizer], reward_rms: RunningMeanStd,
-                 discounted_return: np.ndarray, batch_size: int, stop: Optional[StopRequest] = None):
+                 optimizers: dict[str, torch.optim.Optimizer], reward_rms: RunningMeanStd, batch_size: int,
+                 stop: Optional[StopRequest] = None):
         self.args, self.device, self.agent, self.optimizers = args, device, agent, optimizers
-        self.reward_rms, self.discounted_return, self.batch_size = reward_rms, discounted_return, batch_size
+        self.reward_rms, self.batch_size = reward_rms, batch_size
+        self.discounted_return = np.zeros(args.num_envs, dtype=np.float64)  # reward scaling's running R_t, per env
         self.stop = stop if stop is not None else StopRequest()
         # whole batches, never fewer steps than asked for
         self.num_updates = math.ceil(args.total_timesteps / batch_size)
@@ -1001,6 +1176,7 @@ class Run:
         self.earlier_time = 0.0  # seconds of training in earlier sessions of a resumed run
         self.env_seed = args.seed
         self.pending: list[tuple[int, float, int]] = []  # episodes of the current rollout
+        self.episode_return, self.episode_length = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=np.int64)
         config = run_config(args, resolved, device)
         previous = read_run_config(args.resume) if args.resume else {}
         if args.resume:
@@ -1104,8 +1280,14 @@ class Run:
         """A stop was requested: the loop should end at its next safe point."""
         return self.stop.requested
 
-    def episode(self, global_step: int, episode_return: float, episode_length: int) -> None:
-        self.pending.append((global_step, float(episode_return), int(episode_length)))
+    def track_episodes(self, global_step: int, rewards: np.ndarray, dones: np.ndarray) -> None:
+        """Add one vector step's raw rewards to each env's episode; note the episodes that ended."""
+        self.episode_return += rewards
+        self.episode_length += 1
+        for i in np.flatnonzero(dones):
+            self.pending.append((global_step, float(self.episode_return[i]), int(self.episode_length[i])))
+        self.episode_return[dones] = 0.0
+        self.episode_length[dones] = 0
 
     def session_train_time(self) -> float:
         return time.time() - self.start_time - self.eval_time
@@ -1274,165 +1456,6 @@ def cli() -> int:
     return 128 + stop.signum if summary["interrupted"] else 0
 
 
-# ---------------------------------------------------------------------------------------------
-# Training
-# ---------------------------------------------------------------------------------------------
-def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
-    """Train (and evaluate) as `args` says; returns the summary that is written to summary.json.
-    `stop` (set by SIGINT/SIGTERM from the command line) ends training early, saved and resumable."""
-    validate_args(args)
-    obs_space, action_space = check_env(args.env_id)
-    continuous = isinstance(action_space, gym.spaces.Box)
-    norm_obs = continuous if args.norm_obs is None else args.norm_obs
-    norm_reward = continuous if args.norm_reward is None else args.norm_reward
-    if args.capture_video:
-        check_video(args.env_id)
-
-    # Seeding: python, numpy, torch here; the environments at their first reset.
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.set_num_threads(args.torch_threads)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
-    torch.backends.cudnn.benchmark = not args.torch_deterministic
-    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
-
-    obs_dim = obs_space.shape[0]
-    agent = Agent(obs_dim, action_space, args.hidden_sizes, norm_obs, args.clip_obs).to(device)
-    optimizer = torch.optim.Adam(agent.critic.parameters(), lr=args.vf_learning_rate, eps=1e-5, fused=True)  # critic only
-    reward_rms = RunningMeanStd(())
-
-    N, T = args.num_envs, args.num_steps
-    batch_size = N * T
-    minibatch_size = batch_size // args.vf_num_minibatches
-    discounted_return = np.zeros(N, dtype=np.float64)  # reward scaling's running R_t, per env
-    # the run directory, logs and checkpoints; with --load-model or --resume it loads the checkpoint
-    run = Run(args, {"norm_obs": norm_obs, "norm_reward": norm_reward}, device, agent, {"critic": optimizer}, reward_rms, discounted_return, batch_size, stop)
-    action_shape = action_space.shape if continuous else ()
-    if continuous:
-        action_low, action_high = action_space.low, action_space.high
-
-    # Rollout storage: what the networks see lives on the device; what the env returns stays on the
-    # host until the rollout is over and then moves once.
-    obs = torch.zeros((T, N, obs_dim), device=device)  # raw observations s_t
-    actions = torch.zeros((T, N, *action_shape), device=device, dtype=torch.float32 if continuous else torch.long)
-    final_values = torch.zeros((T, N), device=device)  # V(final observation) where a time limit cut the episode
-    rewards = np.zeros((T, N), dtype=np.float64)  # raw rewards
-    terminations = np.zeros((T, N), dtype=bool)
-    dones = np.zeros((T, N), dtype=bool)  # terminated or truncated
-    envs, next_obs = run.start_envs()
-    global_step = run.global_step
-    episode_return, episode_length = np.zeros(N), np.zeros(N, dtype=np.int64)
-
-    for update in range(run.update + 1, run.num_updates + 1):
-        # ---- 1. Rollout with the fixed policy pi_0 (normalization statistics frozen) ------------
-        final_values.zero_()
-        for step in range(T):
-            if run.stopping:
-                break
-            global_step += N
-            obs[step] = torch.as_tensor(next_obs, dtype=torch.float32, device=device)
-            with torch.no_grad():
-                action = agent.sample(obs[step])
-            actions[step] = action
-            env_action = action.cpu().numpy()
-            if continuous:
-                env_action = np.clip(env_action, action_low, action_high)  # sampled unclipped, stored unclipped
-            next_obs, reward, terminated, truncated, info = envs.step(env_action)
-            rewards[step], terminations[step], dones[step] = reward, terminated, terminated | truncated
-            episode_return += reward
-            episode_length += 1
-
-            # Truncated, not terminated: bootstrap with V(final observation), not V(next episode's start).
-            cut = truncated & ~terminated
-            if cut.any():
-                idx = np.flatnonzero(cut)
-                final_obs = np.stack(info["final_obs"][idx]).astype(np.float32)
-                with torch.no_grad():
-                    final_values[step, torch.as_tensor(idx, device=device)] = agent.value(torch.as_tensor(final_obs, device=device))
-            if dones[step].any():
-                for i in np.flatnonzero(dones[step]):
-                    run.episode(global_step, episode_return[i], episode_length[i])
-                episode_return[dones[step]] = 0.0
-                episode_length[dones[step]] = 0
-        if run.stopping:
-            break  # a stop request discards the unfinished rollout: the run ends as of its last update
-
-        # ---- 2. Advantages: GAE(lambda) with V(s_{t+1}) the true successor's value -------------
-        if norm_reward:
-            # r_t / std(R), R_t = gamma * R_{t-1} + r_t: one scale for the whole batch
-            returns_stream = discounted_returns_stream(rewards, dones, discounted_return, args.gamma)
-            reward_rms.update(torch.from_numpy(returns_stream.reshape(-1)))
-            scale = float((reward_rms.var + 1e-8).sqrt())
-            train_rewards = np.clip(rewards / scale, -args.clip_reward, args.clip_reward)
-        else:
-            train_rewards = rewards
-        b_obs = obs.reshape(-1, obs_dim)
-        b_actions = actions.reshape(-1, *action_shape)
-        with torch.no_grad():
-            # pi_0 and V did not change during the rollout: pi_0(.|s) and V(s) in one pass over the batch
-            old_dist = detached(agent.dist(b_obs))
-            b_logprobs = log_prob(old_dist, b_actions)
-            values = agent.value(b_obs).view(T, N)
-            last_value = agent.value(torch.as_tensor(next_obs, dtype=torch.float32, device=device))
-            b_terminations = torch.as_tensor(terminations, dtype=torch.float32, device=device)
-            b_dones = torch.as_tensor(dones, device=device)
-            next_values = successor_values(values, last_value, final_values, b_dones)
-            advantages, returns = compute_gae(
-                torch.as_tensor(train_rewards, dtype=torch.float32, device=device),
-                values, next_values, b_terminations, b_dones.float(), args.gamma, args.gae_lambda,
-            )
-
-        # ---- 3. Observation statistics: merge the batch, keeping pi and V the same functions of s --
-        if norm_obs:
-            agent.update_obs_stats(b_obs)
-            with torch.no_grad():
-                normalizer_kl = kl(old_dist, agent.dist(b_obs)).mean().item()
-
-        # ---- 4. Policy: one trust-region step (natural gradient, maximal step, line search) ------
-        b_advantages, b_returns, b_values = advantages.reshape(-1), returns.reshape(-1), values.reshape(-1)
-        if args.norm_adv:
-            b_advantages = normalize_advantages(b_advantages)
-        step = trpo_policy_update(agent, PolicyBatch(b_obs, b_actions, old_dist, b_logprobs, b_advantages), args)
-
-        # ---- 5. Critic: minibatch regression of V(s) on the returns, with its own optimizer -------
-        b_x = agent.normalize(b_obs)  # the critic's input, normalized once for all its minibatches
-        value_losses = []
-        for epoch in range(args.vf_update_epochs):
-            # shuffle once per epoch; minibatches are consecutive slices of the shuffled batch
-            perm = torch.randperm(batch_size, device=device)
-            e_x, e_returns = b_x[perm], b_returns[perm]
-            for start in range(0, batch_size, minibatch_size):
-                mb = slice(start, start + minibatch_size)
-                # L_V = 0.5 * mean[(V(s) - R)^2]
-                v_loss = 0.5 * (agent.critic(e_x[mb]).squeeze(-1) - e_returns[mb]).square().mean()
-                if not torch.isfinite(v_loss):
-                    raise TrainingError(f"non-finite value loss at update {update}, global step {global_step}; "
-                                        "stopped before training on it")
-                optimizer.zero_grad()  # grads to None: backward writes them fresh, nothing to zero
-                v_loss.backward()
-                optimizer.step()
-                value_losses.append(v_loss.detach())
-            if run.stopping:
-                break  # a safe point: the critic's fit ends after this epoch; the update is logged and saved
-
-        # ---- 6. Diagnostics of the update just made (new policy vs. pi_0, whole batch) ------------
-        with torch.no_grad():
-            new_dist = agent.dist(b_obs)
-            approx = approx_kl(log_prob(new_dist, b_actions) - b_logprobs).item()
-        run.end_update(update, global_step, {
-            "charts/critic_learning_rate": optimizer.param_groups[0]["lr"],
-            **({"charts/normalizer_kl": normalizer_kl} if norm_obs else {}),
-            "losses/policy_loss": -step["surrogate"],
-            "losses/value_loss": torch.stack(value_losses).mean().item(),
-            "losses/entropy": entropy(new_dist).mean().item(),
-            "losses/approx_kl": approx,
-            "losses/explained_variance": explained_variance(b_values, b_returns),
-            **{f"trpo/{key}": value for key, value in step.items() if key != "surrogate"},
-        }, status=f"kl {step['kl_after_step']:.4f} | backtracks {step['line_search_backtracks']}")
-
-    return run.finish(envs)
-
-
 if __name__ == "__main__":
     sys.exit(cli())
+

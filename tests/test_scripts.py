@@ -260,8 +260,6 @@ def test_bad_input_is_a_one_line_error_with_exit_code_2(run, tmp_path, script, a
 
 @pytest.mark.parametrize("script,args,needle", BAD_CASES, ids=[f"{s} {' '.join(a)}" for s, a, _ in BAD_CASES])
 def test_bad_input_raises_config_error_before_any_work(tmp_path, monkeypatch, script, args, needle):
-    import tyro
-
     monkeypatch.syspath_prepend(os.path.join(ROOT, "tests"))
     m = module(script)
     with pytest.raises(m.ConfigError, match=needle.replace("(", "\\(")):
@@ -413,3 +411,43 @@ def test_wandb_that_cannot_start_is_a_one_line_error_leaving_no_run_directory(ru
                env_extra={"WANDB_MODE": "no-such-mode", "WANDB_SILENT": "true"})
     assert_one_line_error(proc, 2, "WANDB_MODE=offline")
     assert run_dirs(tmp_path / "runs") == []
+
+
+SHARED_BANNER = "# Shared section: byte-identical in ppo.py, trpo.py and reinforce.py"
+
+
+def layout(script):
+    """(source, line of the shared section's banner, {top-level name: (first line, last line)})."""
+    with open(os.path.join(ROOT, script)) as f:
+        source = f.read()
+    banner = source[:source.index(SHARED_BANNER)].count("\n")  # the line after the "# ====" rule (0-based)
+    spans = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            spans[node.name] = (node.lineno, node.end_lineno)
+    return source, banner, spans
+
+
+def test_shared_section_is_identical_in_the_three_scripts():
+    """From its banner to the end of the file, the shared section is the same text in every script,
+    so that `diff ppo.py trpo.py` shows the algorithms and nothing else."""
+    sections = {}
+    for script in SCRIPT_NAMES:
+        source, _, _ = layout(script)
+        start = source.rindex("\n# ====", 0, source.index(SHARED_BANNER)) + 1
+        sections[script] = source[start:]
+    assert len(SCRIPT_NAMES) == 3 and len(set(sections.values())) == 1, [
+        (script, len(text)) for script, text in sections.items()]
+
+
+@pytest.mark.parametrize("script", SCRIPT_NAMES)
+def test_the_algorithm_comes_first(script):
+    """Args, the networks, the math, then main (at most 150 lines), then the shared section."""
+    _, banner, spans = layout(script)
+    main_start, main_end = spans["main"]
+    assert spans["Args"][0] < spans["Agent"][0] < spans["compute_gae" if script != "reinforce.py" else "reward_to_go"][0]
+    assert max(end for name, (start, end) in spans.items() if start < main_start) < main_start < main_end < banner
+    assert main_end - main_start + 1 <= 150
+    below = {name for name, (start, _) in spans.items() if start > banner}
+    assert {"validate_args", "check_env", "evaluate", "Run", "parse_args", "cli"} <= below
+    assert not below & {"Agent", "main", "compute_gae", "reward_to_go", "ppo_policy_loss", "line_search"}
