@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from test_loops import MODULES, SCRIPTS, TINY, assert_same, run_main, spy
-from test_scripts import HELPER_ENVS, assert_ok, read_config, read_summary, run_dirs, tiny
+from test_scripts import HELPER_ENVS, SHARED_SECTION_BY, assert_ok, read_config, read_summary, run_dirs, tiny
 
 SCRIPT_NAMES = [f"{name}.py" for name in SCRIPTS]
 SMALL = {  # 2 envs x 64 steps = batches of 128
@@ -140,17 +140,21 @@ def test_resume_restores_every_piece_of_state(tmp_path, monkeypatch, name):
 
 
 def test_resume_refuses_what_it_cannot_continue(run, tmp_path):
-    assert_ok(run("ppo.py", "--env-id", "CartPole-v1", "--total-timesteps", "256", "--eval-episodes", "0",
-                  *tiny("ppo.py")))
-    (run_dir,) = run_dirs(tmp_path / "runs")
-    for args, needle in [([], "larger --total-timesteps"), (["--total-timesteps", "1024", "--num-envs", "4"], "--num-envs"),
-                         (["--total-timesteps", "1024", "--env-id", "Acrobot-v1"], "--env-id")]:
-        proc = run("ppo.py", "--resume", run_dir, *args)
-        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
-        assert [line for line in proc.stderr.splitlines() if line.startswith("error:")][0].count(needle) == 1
+    m = MODULES["ppo"]
+    run_main("ppo", tmp_path, env_id="CartPole-v1", total_timesteps=128)
+    (run_dir,) = glob.glob(str(tmp_path / "runs" / "*"))
+    proc = run("ppo.py", "--resume", run_dir)  # the exit path: the run is already complete
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert [line for line in proc.stderr.splitlines() if line.startswith("error:")] == [
+        f"error: --resume {run_dir}: the run already has 128 steps; give a larger --total-timesteps to train on"]
+    for args, needle in [(["--total-timesteps", "1024", "--num-envs", "4"], "--num-envs"),
+                         (["--total-timesteps", "1024", "--env-id", "Acrobot-v1"], "--env-id"),
+                         (["--total-timesteps", "1024", "--load-model", "x.pt"], "--load-model")]:
+        with pytest.raises(m.ConfigError, match=needle):
+            m.main(m.parse_args(["--resume", run_dir, *args]))
     os.remove(os.path.join(run_dir, "model.pt"))
-    proc = run("ppo.py", "--resume", run_dir, "--total-timesteps", "1024")
-    assert proc.returncode == 2 and "no model.pt" in proc.stderr
+    with pytest.raises(m.ConfigError, match="no model.pt"):
+        m.parse_args(["--resume", run_dir, "--total-timesteps", "1024"])
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
@@ -212,7 +216,7 @@ def test_evaluation_of_an_env_without_time_limit_ends(tmp_path, monkeypatch):
     assert summary["eval_return_mean"] == 300.0
 
 
-@pytest.mark.parametrize("script", SCRIPT_NAMES)
+@pytest.mark.parametrize("script", SHARED_SECTION_BY)
 def test_tensorboard_has_the_same_curves(run, tmp_path, script):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
