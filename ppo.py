@@ -59,6 +59,7 @@ Usage: python ppo.py --env-id Hopper-v4      python ppo.py --help
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -567,7 +568,7 @@ def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
         b_logprobs, b_advantages = logprobs.reshape(-1), advantages.reshape(-1)
         b_returns, b_values = returns.reshape(-1), values.reshape(-1)
         policy_losses, value_losses = [], []
-        end_update = False
+        end_update, guard = False, NonFiniteGuard(agent, run.optimizers)
         for epoch in range(args.update_epochs):
             # shuffle once per epoch; minibatches are consecutive slices of the shuffled batch
             perm = torch.randperm(batch_size, device=device)
@@ -591,9 +592,7 @@ def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
                 loss = pg_loss + args.vf_coef * v_loss
                 if args.ent_coef > 0:
                     loss = loss - args.ent_coef * entropy.mean()
-                if not torch.isfinite(loss):
-                    raise TrainingError(f"non-finite loss at update {update}, global step {global_step} (policy "
-                                        f"{pg_loss.item():.4g}, value {v_loss.item():.4g}); stopped before training on it")
+                guard.watch(loss)  # a device flag, read once after the update: no sync per minibatch
                 grad.zero_()
                 loss.backward()  # into `grad`, the flat view of every parameter's .grad
                 clip_grad_norm(grad, args.max_grad_norm)
@@ -602,6 +601,7 @@ def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
                 value_losses.append(v_loss.detach())
             if end_update:
                 break
+        guard.check(update, global_step)
 
         # ---- 4. Diagnostics of the update just made (final policy vs. pi_0, whole batch) ---------
         with torch.no_grad():
@@ -954,6 +954,31 @@ def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, device: torch.
         returns.append(episode_return)
     env.close()
     return returns
+
+
+class NonFiniteGuard:
+    """No update is kept that a non-finite loss went into, with one host-device sync per update
+    instead of one per gradient step: `watch` folds each loss into a flag on the device; `check`, at
+    the end of the update, reads it once and, if a loss was NaN or infinite, restores the agent and
+    the optimizers to their state before the update and stops the run (TrainingError)."""
+
+    def __init__(self, agent: nn.Module, optimizers: dict[str, torch.optim.Optimizer]):
+        self.agent, self.optimizers = agent, optimizers
+        self.saved = copy.deepcopy((agent.state_dict(), {k: o.state_dict() for k, o in optimizers.items()}))
+        self.nonfinite: Optional[torch.Tensor] = None
+
+    def watch(self, loss: torch.Tensor) -> None:
+        bad = ~torch.isfinite(loss.detach())
+        self.nonfinite = bad if self.nonfinite is None else self.nonfinite | bad
+
+    def check(self, update: int, global_step: int) -> None:
+        if self.nonfinite is not None and bool(self.nonfinite):
+            agent_state, optimizer_states = self.saved
+            self.agent.load_state_dict(agent_state)
+            for name, optimizer in self.optimizers.items():
+                optimizer.load_state_dict(optimizer_states[name])
+            raise TrainingError(f"non-finite loss at update {update}, global step {global_step}; "
+                                "the update is undone and training stops")
 
 
 class StopRequest:

@@ -59,6 +59,7 @@ Usage: python reinforce.py --env-id CartPole-v1      python reinforce.py --help
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -505,13 +506,11 @@ def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
         b_returns, b_values = returns.reshape(-1), values.reshape(-1)
         if args.norm_adv:
             b_advantages = normalize_advantages(b_advantages)
-        policy_losses, grad_norms = [], []
+        policy_losses, grad_norms, guard = [], [], NonFiniteGuard(agent, run.optimizers)
         for epoch in range(args.update_epochs):
             newlogprob, _ = agent.log_prob_entropy(b_obs, b_actions)
             pg_loss = reinforce_loss(newlogprob, b_advantages)
-            if not torch.isfinite(pg_loss):
-                raise TrainingError(f"non-finite policy loss at update {update}, global step {global_step}; "
-                                    "stopped before training on it")
+            guard.watch(pg_loss)  # a device flag, read once after the update: no sync per step
             policy_optimizer.zero_grad()
             pg_loss.backward()
             grad_norms.append(nn.utils.clip_grad_norm_(policy_params, args.max_grad_norm))
@@ -528,15 +527,14 @@ def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
                 mb = slice(start, start + minibatch_size)
                 # L_V = 0.5 * mean[(V(s) - R)^2]
                 v_loss = 0.5 * (agent.value(e_obs[mb]) - e_returns[mb]).square().mean()
-                if not torch.isfinite(v_loss):
-                    raise TrainingError(f"non-finite value loss at update {update}, global step {global_step}; "
-                                        "stopped before training on it")
+                guard.watch(v_loss)
                 critic_optimizer.zero_grad()  # grads to None: backward writes them fresh, nothing to zero
                 v_loss.backward()
                 critic_optimizer.step()
                 value_losses.append(v_loss.detach())
             if run.stopping:
                 break  # a safe point: the critic's fit ends after this epoch; the update is logged and saved
+        guard.check(update, global_step)
 
         # ---- 5. Diagnostics of the update just made (policy after vs. before, whole batch) --------
         with torch.no_grad():
@@ -887,6 +885,31 @@ def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, device: torch.
         returns.append(episode_return)
     env.close()
     return returns
+
+
+class NonFiniteGuard:
+    """No update is kept that a non-finite loss went into, with one host-device sync per update
+    instead of one per gradient step: `watch` folds each loss into a flag on the device; `check`, at
+    the end of the update, reads it once and, if a loss was NaN or infinite, restores the agent and
+    the optimizers to their state before the update and stops the run (TrainingError)."""
+
+    def __init__(self, agent: nn.Module, optimizers: dict[str, torch.optim.Optimizer]):
+        self.agent, self.optimizers = agent, optimizers
+        self.saved = copy.deepcopy((agent.state_dict(), {k: o.state_dict() for k, o in optimizers.items()}))
+        self.nonfinite: Optional[torch.Tensor] = None
+
+    def watch(self, loss: torch.Tensor) -> None:
+        bad = ~torch.isfinite(loss.detach())
+        self.nonfinite = bad if self.nonfinite is None else self.nonfinite | bad
+
+    def check(self, update: int, global_step: int) -> None:
+        if self.nonfinite is not None and bool(self.nonfinite):
+            agent_state, optimizer_states = self.saved
+            self.agent.load_state_dict(agent_state)
+            for name, optimizer in self.optimizers.items():
+                optimizer.load_state_dict(optimizer_states[name])
+            raise TrainingError(f"non-finite loss at update {update}, global step {global_step}; "
+                                "the update is undone and training stops")
 
 
 class StopRequest:

@@ -451,3 +451,33 @@ def test_checkpoints_round_trip_everything_and_training_continues_from_them(tmp_
     assert_same(a["agent"], agent_state, "agent")
     assert_same(list(optimizer_states(a).values()), optimizer_state, "optimizer")
     assert_same(a["reward_rms"], reward_stats[0], "reward_rms")
+
+
+@pytest.mark.parametrize("name", ["ppo", "reinforce"])
+def test_a_non_finite_loss_leaves_no_trace_of_its_update(tmp_path, monkeypatch, name):
+    """The rewards turn NaN within the first batch: the run stops, and the agent and its optimizers
+    are as they were before that update (no Adam step survives)."""
+    m = MODULES[name]
+    agents, optimizers, at_first_batch = record_agents(monkeypatch, m), record_optimizers(monkeypatch), []
+    spy(monkeypatch, m, ESTIMATOR[name], before=lambda *a, **k: at_first_batch.append(copy.deepcopy(agents[-1].state_dict())))
+    with pytest.raises(m.TrainingError, match="non-finite loss at update 1"):
+        run_main(name, tmp_path, env_id="NaNReward-v0", total_timesteps=64, norm_obs=False, norm_reward=False)
+    assert_same(at_first_batch[0], agents[-1].state_dict(), "agent")
+    assert all(optimizer.state_dict()["state"] == {} for optimizer in optimizers)
+
+
+def test_the_non_finite_guard_reads_the_device_once_and_restores():
+    guard_class, net = MODULES["trpo"].NonFiniteGuard, torch.nn.Linear(2, 1)
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.1)
+    before = copy.deepcopy(net.state_dict())
+    guard = guard_class(net, {"critic": optimizer})
+    for loss in (net(torch.ones(1, 2)).sum(), net(torch.ones(1, 2)).sum() * float("nan")):
+        guard.watch(loss)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert isinstance(guard.nonfinite, torch.Tensor)  # a tensor flag until check reads it
+    with pytest.raises(MODULES["trpo"].TrainingError, match="non-finite loss at update 3, global step 99"):
+        guard.check(3, 99)
+    assert_same(before, net.state_dict(), "restored")
+    assert optimizer.state_dict()["state"] == {}
