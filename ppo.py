@@ -446,27 +446,48 @@ def explained_variance(predictions: torch.Tensor, targets: torch.Tensor) -> floa
     return float("nan") if var_targets == 0 else float(1.0 - (targets - predictions).var() / var_targets)
 
 
-def flat_grad_buffer(parameters: list[nn.Parameter]) -> torch.Tensor:
-    """Make every parameter's .grad a view into one flat zero buffer and return the buffer.
+class FlatGrad:
+    """Every parameter's .grad as a view into one flat buffer g, so that zeroing the gradient and
+    clipping its norm are one operation each per minibatch step instead of one per parameter tensor
+    (on a CPU, most of a minibatch step is per-operation overhead). backward() accumulates into the
+    existing .grad tensors in place, so after `zero_()` and `loss.backward()` the buffer holds g.
 
-    backward() accumulates into existing .grad tensors in place, so after `buffer.zero_()` and
-    `loss.backward()` the buffer holds the whole gradient g: zeroing it and clipping its norm are
-    then one operation each instead of one per parameter tensor (on a CPU, most of a minibatch
-    step is per-operation overhead). Never set the grads to None (e.g. optimizer.zero_grad()).
-    """
-    buffer = torch.zeros(sum(p.numel() for p in parameters), device=parameters[0].device)
-    offset = 0
-    for p in parameters:
-        p.grad = buffer[offset:offset + p.numel()].view_as(p)
-        offset += p.numel()
-    return buffer
+    It cannot be silently detached: anything that replaces the .grad tensors (optimizer.zero_grad(),
+    which sets them to None; module.to() or .double(), which move them) is noticed by one identity
+    check per call: `zero_()` re-attaches the views, and `clip_norm_` then clips the parameters'
+    actual gradients with torch's own function."""
 
+    def __init__(self, parameters: list[nn.Parameter]):
+        self.parameters = list(parameters)
+        self.attach()
 
-def clip_grad_norm(grad: torch.Tensor, max_norm: float) -> torch.Tensor:
-    """g <- g * min(1, max_norm / (||g|| + 1e-6)) in place for the flat gradient g; returns ||g||."""
-    norm = torch.linalg.vector_norm(grad)
-    grad.mul_((max_norm / (norm + 1e-6)).clamp(max=1.0))
-    return norm
+    def attach(self) -> None:
+        first = self.parameters[0]
+        self.buffer = torch.zeros(sum(p.numel() for p in self.parameters), device=first.device, dtype=first.dtype)
+        self.views, offset = [], 0
+        for p in self.parameters:
+            p.grad = self.buffer[offset:offset + p.numel()].view_as(p)
+            self.views.append(p.grad)
+            offset += p.numel()
+
+    def attached(self) -> bool:
+        # module.to() / .double() keep the .grad objects but swap their storage: compare one pointer too
+        return (all(p.grad is view for p, view in zip(self.parameters, self.views))
+                and self.views[0].data_ptr() == self.buffer.data_ptr())
+
+    def zero_(self) -> None:
+        if self.attached():
+            self.buffer.zero_()
+        else:
+            self.attach()
+
+    def clip_norm_(self, max_norm: float) -> torch.Tensor:
+        """g <- g * min(1, max_norm / (||g|| + 1e-6)) in place; returns ||g||."""
+        if not self.attached():
+            return nn.utils.clip_grad_norm_(self.parameters, max_norm)
+        norm = torch.linalg.vector_norm(self.buffer)
+        self.buffer.mul_((max_norm / (norm + 1e-6)).clamp(max=1.0))
+        return norm
 
 
 # ---------------------------------------------------------------------------------------------
@@ -483,7 +504,7 @@ def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
     parameters = list(agent.parameters())
     optimizer = torch.optim.Adam(parameters, lr=args.learning_rate, eps=1e-5, fused=True)
     reward_rms = RunningMeanStd(())
-    grad = flat_grad_buffer(parameters)  # every parameter's .grad is a view into it
+    grad = FlatGrad(parameters)  # every parameter's .grad is a view into one flat buffer
 
     N, T = args.num_envs, args.num_steps
     batch_size, minibatch_size = N * T, N * T // args.num_minibatches
@@ -594,8 +615,8 @@ def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
                     loss = loss - args.ent_coef * entropy.mean()
                 guard.watch(loss)  # a device flag, read once after the update: no sync per minibatch
                 grad.zero_()
-                loss.backward()  # into `grad`, the flat view of every parameter's .grad
-                clip_grad_norm(grad, args.max_grad_norm)
+                loss.backward()  # into the flat buffer that every parameter's .grad is a view of
+                grad.clip_norm_(args.max_grad_norm)
                 optimizer.step()
                 policy_losses.append(pg_loss.detach())
                 value_losses.append(v_loss.detach())

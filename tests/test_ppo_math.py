@@ -88,31 +88,60 @@ def test_agent_sample_follows_the_policy(space):
     torch.testing.assert_close(logprob.mean(), -entropy.mean(), atol=0.02, rtol=0.0)
 
 
-def test_flat_grad_buffer_holds_the_gradient_and_clipping_matches_torch():
-    """After buffer.zero_() and backward(), every .grad is still a view into the buffer and equals the
-    gradient of a separate copy of the model; clip_grad_norm equals torch's clip_grad_norm_."""
+def flat_grad_case():
     torch.manual_seed(0)
     agent = ppo.Agent(4, gym.spaces.Box(-1, 1, (2,)), (8, 8), norm_obs=False, clip_obs=10.0)
     reference = copy.deepcopy(agent)
-    params, ref_params = list(agent.parameters()), list(reference.parameters())
-    buffer = ppo.flat_grad_buffer(params)
-    x, a = torch.randn(16, 4), torch.randn(16, 2)
+    x, a, w = torch.randn(16, 4), torch.randn(16, 2), torch.randn(16)
 
     def loss_of(model):
-        logprob, _ = model.log_prob_entropy(x, a)
-        return -(logprob * torch.randn(16, generator=torch.Generator().manual_seed(1))).mean() + model.value(x).square().mean()
+        dtype = next(model.parameters()).dtype  # float64 after .double()
+        logprob, _ = model.log_prob_entropy(x.to(dtype), a.to(dtype))
+        return -(logprob * w.to(dtype)).mean() + model.value(x.to(dtype)).square().mean()
 
+    return agent, reference, loss_of
+
+
+def test_flat_grad_holds_the_gradient_and_clipping_matches_torch():
+    """After zero_() and backward(), every .grad is still a view into the buffer and equals the
+    gradient of a separate copy of the model; clip_norm_ equals torch's clip_grad_norm_."""
+    agent, reference, loss_of = flat_grad_case()
+    params, ref_params = list(agent.parameters()), list(reference.parameters())
+    grad = ppo.FlatGrad(params)
     for _ in range(2):  # the second pass must not accumulate onto the first
-        buffer.zero_()
+        grad.zero_()
         loss_of(agent).backward()
     for p in params:
-        assert p.grad.untyped_storage().data_ptr() == buffer.untyped_storage().data_ptr()
+        assert p.grad.untyped_storage().data_ptr() == grad.buffer.untyped_storage().data_ptr()
     reference.zero_grad()
     loss_of(reference).backward()
-    torch.testing.assert_close(buffer, torch.cat([p.grad.flatten() for p in ref_params]))
+    torch.testing.assert_close(grad.buffer, torch.cat([p.grad.flatten() for p in ref_params]))
 
     for max_norm in (1e-3, 1e3):  # clipped, and left alone
         expected_norm = torch.nn.utils.clip_grad_norm_(ref_params, max_norm)
-        norm = ppo.clip_grad_norm(buffer, max_norm)
+        norm = grad.clip_norm_(max_norm)
         torch.testing.assert_close(norm, expected_norm)
-        torch.testing.assert_close(buffer, torch.cat([p.grad.flatten() for p in ref_params]))
+        torch.testing.assert_close(grad.buffer, torch.cat([p.grad.flatten() for p in ref_params]))
+
+
+@pytest.mark.parametrize("misuse", ["zero_grad after zero_", "zero_grad before zero_", "double()"])
+def test_flat_grad_cannot_be_silently_detached(misuse):
+    """The usual optimizer.zero_grad() (grads to None) or a dtype/device move replaces the .grad
+    tensors; clipping must still see and clip the true gradient (norm 0.0 would mean it stopped)."""
+    agent, reference, loss_of = flat_grad_case()
+    grad = ppo.FlatGrad(list(agent.parameters()))
+    optimizer = torch.optim.Adam(agent.parameters())
+    if misuse == "double()":
+        agent.double(), reference.double()
+    if misuse == "zero_grad before zero_":
+        optimizer.zero_grad()
+    grad.zero_()
+    if misuse == "zero_grad after zero_":
+        optimizer.zero_grad()
+    loss_of(agent).backward()
+    loss_of(reference).backward()
+    expected_norm = torch.nn.utils.clip_grad_norm_(list(reference.parameters()), 1e-3)
+    torch.testing.assert_close(grad.clip_norm_(1e-3), expected_norm)
+    assert expected_norm > 1e-2  # the clip binds
+    for p, q in zip(agent.parameters(), reference.parameters()):
+        torch.testing.assert_close(p.grad, q.grad)
