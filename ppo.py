@@ -75,7 +75,7 @@ import time
 import warnings
 from collections import deque
 from dataclasses import asdict, dataclass, fields, replace
-from typing import NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 import gymnasium as gym
 import numpy as np
@@ -101,6 +101,10 @@ class Args:
     """force deterministic cuDNN kernels (CPU runs are deterministic either way)"""
     cuda: bool = True
     """use CUDA when it is available (the start line names the device used)"""
+    compile: bool = False
+    """torch.compile the update's minibatch loss (forward and backward); see the README for when it pays"""
+    cudagraphs: bool = False
+    """with --compile on CUDA, also capture the compiled step in CUDA graphs (torch.compile's "reduce-overhead")"""
     torch_threads: int = 1
     """CPU threads torch may use; 1 is fastest for small MLPs and lets runs share a machine"""
     track: bool = False
@@ -430,6 +434,21 @@ def ppo_value_loss(
     return 0.5 * torch.max(unclipped, (clipped_values - returns).square()).mean()
 
 
+def ppo_loss(agent: Agent, x: torch.Tensor, actions: torch.Tensor, logprobs0: torch.Tensor,
+             advantages: torch.Tensor, returns: torch.Tensor, values0: torch.Tensor, args: Args,
+             clip_vloss: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One minibatch's L = L_CLIP + c_v * L_V - c_H * H, with L_CLIP, L_V and log r = log pi_1 - log pi_0."""
+    newlogprob, entropy = agent.log_prob_entropy(x, actions)
+    logratio = newlogprob - logprobs0
+    advantages = normalize_advantages(advantages) if args.norm_adv else advantages
+    pg_loss = ppo_policy_loss(logratio, advantages, args.clip_coef)
+    v_loss = ppo_value_loss(agent.value(x), values0, returns, args.clip_coef if clip_vloss else None)
+    loss = pg_loss + args.vf_coef * v_loss
+    if args.ent_coef > 0:
+        loss = loss - args.ent_coef * entropy.mean()
+    return loss, pg_loss, v_loss, logratio
+
+
 def approx_kl(logratio: torch.Tensor) -> torch.Tensor:
     """KL(pi_0 || pi_1) ~ mean[(r - 1) - log r] over samples from pi_0: unbiased, never negative."""
     return (logratio.exp() - 1.0 - logratio).mean()
@@ -505,6 +524,7 @@ def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
     optimizer = torch.optim.Adam(parameters, lr=args.learning_rate, eps=1e-5, fused=True)
     reward_rms = RunningMeanStd(())
     grad = FlatGrad(parameters)  # every parameter's .grad is a view into one flat buffer
+    loss_fn = compiled(ppo_loss, args)  # ppo_loss itself unless --compile
 
     N, T = args.num_envs, args.num_steps
     batch_size, minibatch_size = N * T, N * T // args.num_minibatches
@@ -600,19 +620,11 @@ def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
                 if run.stopping:
                     end_update = True  # a safe point: the update ends here, is logged and saved
                     break
-                newlogprob, entropy = agent.log_prob_entropy(e_obs[mb], e_actions[mb])
-                logratio = newlogprob - e_logprobs[mb]
+                loss, pg_loss, v_loss, logratio = loss_fn(agent, e_obs[mb], e_actions[mb], e_logprobs[mb],
+                                                          e_advantages[mb], e_returns[mb], e_values[mb], args, clip_vloss)
                 if args.target_kl is not None and approx_kl(logratio.detach()).item() > args.target_kl:
-                    end_update = True  # this minibatch has already left the trust region: no further step
+                    end_update = True  # this minibatch has already left the trust region: no step on it
                     break
-                mb_advantages = normalize_advantages(e_advantages[mb]) if args.norm_adv else e_advantages[mb]
-                pg_loss = ppo_policy_loss(logratio, mb_advantages, args.clip_coef)
-                v_loss = ppo_value_loss(agent.value(e_obs[mb]), e_values[mb], e_returns[mb],
-                                        args.clip_coef if clip_vloss else None)
-                # L = L_CLIP + c_v * L_V - c_H * H
-                loss = pg_loss + args.vf_coef * v_loss
-                if args.ent_coef > 0:
-                    loss = loss - args.ent_coef * entropy.mean()
                 guard.watch(loss)  # a device flag, read once after the update: no sync per minibatch
                 grad.zero_()
                 loss.backward()  # into the flat buffer that every parameter's .grad is a view of
@@ -681,6 +693,8 @@ def validate_args(args: Args) -> None:
         (args.clip_obs > 0 and args.clip_reward > 0, "--clip-obs and --clip-reward must be > 0"),
         (args.eval_episodes >= 0, "--eval-episodes must be >= 0"),
         (args.eval_every >= 0 and args.checkpoint_every >= 0, "--eval-every and --checkpoint-every must be >= 0"),
+        (args.compile or not args.cudagraphs, "--cudagraphs works with --compile: add --compile"),
+        (not args.cudagraphs or (args.cuda and torch.cuda.is_available()), "--cudagraphs needs CUDA (and --cuda)"),
         (args.eval_episodes > 0 or not args.eval_every, "--eval-every needs --eval-episodes > 0"),
         (args.eval_episodes > 0 or not args.capture_video, "--capture-video records evaluation episodes: it needs --eval-episodes > 0"),
         (args.torch_threads > 0, "--torch-threads must be > 0"),
@@ -1000,6 +1014,33 @@ class NonFiniteGuard:
                 optimizer.load_state_dict(optimizer_states[name])
             raise TrainingError(f"non-finite loss at update {update}, global step {global_step}; "
                                 "the update is undone and training stops")
+
+
+def compiled(fn: Callable, args: Args) -> Callable:
+    """`fn` itself, or with --compile torch.compile(fn) (with --cudagraphs in CUDA graphs as well,
+    mode "reduce-overhead"). Compiling happens at the first call: its time is reported once, and a
+    failure falls back to the plain `fn` with one warning line."""
+    if not args.compile:
+        return fn
+    compiled_fn = torch.compile(fn, mode="reduce-overhead" if args.cudagraphs else None)
+    chosen: list[Callable] = []
+
+    def call(*fn_args, **fn_kwargs):
+        if chosen:
+            return chosen[0](*fn_args, **fn_kwargs)
+        start = time.time()
+        try:
+            out = compiled_fn(*fn_args, **fn_kwargs)
+        except Exception as e:  # an unsupported op, no C++ compiler, ...
+            print(f"warning: --compile: {fn.__name__} could not be compiled ({first_line(e)}); "
+                  "running it uncompiled", file=sys.stderr)
+            chosen.append(fn)
+            return fn(*fn_args, **fn_kwargs)
+        print(f"{ALGO}: --compile: {fn.__name__} compiled in {time.time() - start:.1f} s", flush=True)
+        chosen.append(compiled_fn)
+        return out
+
+    return call
 
 
 class StopRequest:

@@ -75,7 +75,7 @@ import time
 import warnings
 from collections import deque
 from dataclasses import asdict, dataclass, fields, replace
-from typing import NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 import gymnasium as gym
 import numpy as np
@@ -101,6 +101,10 @@ class Args:
     """force deterministic cuDNN kernels (CPU runs are deterministic either way)"""
     cuda: bool = True
     """use CUDA when it is available (the start line names the device used)"""
+    compile: bool = False
+    """torch.compile the update's minibatch loss (forward and backward); see the README for when it pays"""
+    cudagraphs: bool = False
+    """with --compile on CUDA, also capture the compiled step in CUDA graphs (torch.compile's "reduce-overhead")"""
     torch_threads: int = 1
     """CPU threads torch may use; 1 is fastest for small MLPs and lets runs share a machine"""
     track: bool = False
@@ -401,6 +405,11 @@ def normalize_advantages(advantages: torch.Tensor, eps: float = 1e-8) -> torch.T
     return (advantages - advantages.mean()) / (advantages.std(correction=0) + eps)
 
 
+def critic_loss(critic: nn.Module, x: torch.Tensor, returns: torch.Tensor) -> torch.Tensor:
+    """L_V = 0.5 * mean[(V(s) - R)^2] for normalized observations x."""
+    return 0.5 * (critic(x).squeeze(-1) - returns).square().mean()
+
+
 def approx_kl(logratio: torch.Tensor) -> torch.Tensor:
     """KL(pi_0 || pi_1) ~ mean[(r - 1) - log r] over samples from pi_0: unbiased, never negative."""
     return (logratio.exp() - 1.0 - logratio).mean()
@@ -431,6 +440,7 @@ def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
     N, T = args.num_envs, args.num_steps
     batch_size, minibatch_size = N * T, N * T // args.vf_num_minibatches
     # the run directory, logs and checkpoints; with --load-model or --resume it loads the checkpoint
+    critic_loss_fn = compiled(critic_loss, args)  # critic_loss itself unless --compile
     run = Run(args, {"norm_obs": norm_obs, "norm_reward": norm_reward}, device, agent, optimizers, reward_rms,
               batch_size, stop)
     action_shape = action_space.shape if continuous else ()
@@ -525,8 +535,7 @@ def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
             e_obs, e_returns = b_obs[perm], b_returns[perm]
             for start in range(0, batch_size, minibatch_size):
                 mb = slice(start, start + minibatch_size)
-                # L_V = 0.5 * mean[(V(s) - R)^2]
-                v_loss = 0.5 * (agent.value(e_obs[mb]) - e_returns[mb]).square().mean()
+                v_loss = critic_loss_fn(agent.critic, e_obs[mb], e_returns[mb])
                 guard.watch(v_loss)
                 critic_optimizer.zero_grad()  # grads to None: backward writes them fresh, nothing to zero
                 v_loss.backward()
@@ -591,6 +600,8 @@ def validate_args(args: Args) -> None:
         (args.clip_obs > 0 and args.clip_reward > 0, "--clip-obs and --clip-reward must be > 0"),
         (args.eval_episodes >= 0, "--eval-episodes must be >= 0"),
         (args.eval_every >= 0 and args.checkpoint_every >= 0, "--eval-every and --checkpoint-every must be >= 0"),
+        (args.compile or not args.cudagraphs, "--cudagraphs works with --compile: add --compile"),
+        (not args.cudagraphs or (args.cuda and torch.cuda.is_available()), "--cudagraphs needs CUDA (and --cuda)"),
         (args.eval_episodes > 0 or not args.eval_every, "--eval-every needs --eval-episodes > 0"),
         (args.eval_episodes > 0 or not args.capture_video, "--capture-video records evaluation episodes: it needs --eval-episodes > 0"),
         (args.torch_threads > 0, "--torch-threads must be > 0"),
@@ -910,6 +921,33 @@ class NonFiniteGuard:
                 optimizer.load_state_dict(optimizer_states[name])
             raise TrainingError(f"non-finite loss at update {update}, global step {global_step}; "
                                 "the update is undone and training stops")
+
+
+def compiled(fn: Callable, args: Args) -> Callable:
+    """`fn` itself, or with --compile torch.compile(fn) (with --cudagraphs in CUDA graphs as well,
+    mode "reduce-overhead"). Compiling happens at the first call: its time is reported once, and a
+    failure falls back to the plain `fn` with one warning line."""
+    if not args.compile:
+        return fn
+    compiled_fn = torch.compile(fn, mode="reduce-overhead" if args.cudagraphs else None)
+    chosen: list[Callable] = []
+
+    def call(*fn_args, **fn_kwargs):
+        if chosen:
+            return chosen[0](*fn_args, **fn_kwargs)
+        start = time.time()
+        try:
+            out = compiled_fn(*fn_args, **fn_kwargs)
+        except Exception as e:  # an unsupported op, no C++ compiler, ...
+            print(f"warning: --compile: {fn.__name__} could not be compiled ({first_line(e)}); "
+                  "running it uncompiled", file=sys.stderr)
+            chosen.append(fn)
+            return fn(*fn_args, **fn_kwargs)
+        print(f"{ALGO}: --compile: {fn.__name__} compiled in {time.time() - start:.1f} s", flush=True)
+        chosen.append(compiled_fn)
+        return out
+
+    return call
 
 
 class StopRequest:

@@ -5,6 +5,7 @@ episode ends, no learning), then the script's training steps/s (its own `summary
 torch thread), then the raw speed once more; the ratio is training / mean(raw before, raw after).
 
     python benchmarks/speed.py                       # Hopper-v4, every script present
+    python benchmarks/speed.py --variants plain compile   # also with --compile (compile time included)
     python benchmarks/speed.py --algos ppo --env-id HalfCheetah-v4 --timesteps 200000
 
 Writes a table to stdout and to benchmarks/results/speed.md (with the commit, machine and date).
@@ -28,6 +29,7 @@ from run import commit, machine  # noqa: E402  (the harness beside this file)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ALGOS = ["ppo", "trpo", "reinforce"]
+VARIANTS = {"plain": [], "compile": ["--compile"]}
 
 
 def raw_env_sps(env_id: str, steps: int, seed: int = 0) -> float:
@@ -72,6 +74,8 @@ def main() -> None:
     parser.add_argument("--env-id", default="Hopper-v4")
     parser.add_argument("--timesteps", type=int, default=100_000, help="training steps per script")
     parser.add_argument("--raw-steps", type=int, default=20_000, help="random-action steps per raw measurement")
+    parser.add_argument("--variants", nargs="+", default=["plain"], choices=sorted(VARIANTS),
+                        help="plain: default flags; compile: --compile (its one-time compile is in the time)")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "speed.md"))
     parser.add_argument("extra", nargs="*", help="flags passed to every script (after --)")
     args = parser.parse_args()
@@ -81,12 +85,14 @@ def main() -> None:
     torch.set_num_threads(1)
     rows = []
     for algo in args.algos:
-        before = raw_env_sps(args.env_id, args.raw_steps)
-        train = training_sps(algo, args.env_id, args.timesteps, args.extra)
-        after = raw_env_sps(args.env_id, args.raw_steps)
-        raw = (before + after) / 2
-        rows.append((algo, raw, train, train / raw))
-        print(f"{algo:10s} raw env {raw:8.0f} steps/s | training {train:8.0f} steps/s | ratio {train / raw:.2f}", flush=True)
+        for variant in args.variants:
+            before = raw_env_sps(args.env_id, args.raw_steps)
+            train = training_sps(algo, args.env_id, args.timesteps, [*VARIANTS[variant], *args.extra])
+            after = raw_env_sps(args.env_id, args.raw_steps)
+            raw = (before + after) / 2
+            rows.append((algo, variant, raw, train, train / raw))
+            print(f"{algo:10s} {variant:8s} raw env {raw:8.0f} steps/s | training {train:8.0f} steps/s "
+                  f"| ratio {train / raw:.2f}", flush=True)
 
     lines = [
         "# Training speed vs. raw environment speed",
@@ -97,9 +103,9 @@ def main() -> None:
         f"- commit `{commit()}`, {datetime.date.today().isoformat()}, {machine()}, {platform_text()}",
         f"- command: `python benchmarks/speed.py {' '.join(sys.argv[1:])}`".rstrip() + "",
         "",
-        "| script | raw env steps/s | training steps/s | ratio |",
-        "| --- | ---: | ---: | ---: |",
-        *[f"| {algo}.py | {raw:.0f} | {train:.0f} | {ratio:.2f} |" for algo, raw, train, ratio in rows],
+        "| script | variant | raw env steps/s | training steps/s | ratio |",
+        "| --- | --- | ---: | ---: | ---: |",
+        *[f"| {algo}.py | {variant} | {raw:.0f} | {train:.0f} | {ratio:.2f} |" for algo, variant, raw, train, ratio in rows],
         "",
     ]
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

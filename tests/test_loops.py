@@ -481,3 +481,18 @@ def test_the_non_finite_guard_reads_the_device_once_and_restores():
         guard.check(3, 99)
     assert_same(before, net.state_dict(), "restored")
     assert optimizer.state_dict()["state"] == {}
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_compile_learns_like_the_plain_path(tmp_path, name):
+    """--compile (torch.compile of the minibatch loss, on the CPU here) gives the plain path's
+    metrics within float tolerance over two updates (rounding differences then grow, as between
+    two CPUs)."""
+    _, plain = run_main(name, tmp_path / "plain", env_id="Pendulum-v1", total_timesteps=128)
+    _, fast = run_main(name, tmp_path / "compiled", env_id="Pendulum-v1", total_timesteps=128, compile=True)
+    assert len(plain) == len(fast)
+    for p, c in zip(plain, fast):
+        assert p.keys() == c.keys()
+        for key in p.keys() - {"time", "charts/SPS"}:
+            tolerance = 1e-5 if key == "trpo/cg_residual" else 1e-6  # a residual near 0: absolute rounding
+            assert c[key] == pytest.approx(p[key], rel=1e-4, abs=tolerance, nan_ok=True), key
