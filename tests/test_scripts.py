@@ -243,6 +243,8 @@ def bad_args(script):
         (["--capture-video", "--eval-episodes", "0"], "--capture-video"),
         (["--eval-every", "1000", "--eval-episodes", "0"], "--eval-every"),
         (["--checkpoint-every", "-1"], "--checkpoint-every"),
+        (["--cudagraphs"], "--cudagraphs"),
+        *([(["--compile", "--cudagraphs"], "--cudagraphs")] if not torch.cuda.is_available() else []),
         (["--resume", "no/such/run"], "--resume"),
         (["--resume", "a", "--load-model", "b"], "--resume"),
     ]
