@@ -467,14 +467,10 @@ def explained_variance(predictions: torch.Tensor, targets: torch.Tensor) -> floa
 
 class FlatGrad:
     """Every parameter's .grad as a view into one flat buffer g, so that zeroing the gradient and
-    clipping its norm are one operation each per minibatch step instead of one per parameter tensor
-    (on a CPU, most of a minibatch step is per-operation overhead). backward() accumulates into the
-    existing .grad tensors in place, so after `zero_()` and `loss.backward()` the buffer holds g.
-
-    It cannot be silently detached: anything that replaces the .grad tensors (optimizer.zero_grad(),
-    which sets them to None; module.to() or .double(), which move them) is noticed by one identity
-    check per call: `zero_()` re-attaches the views, and `clip_norm_` then clips the parameters'
-    actual gradients with torch's own function."""
+    clipping its norm are one operation each per minibatch step, not one per tensor (on a CPU, most
+    of a minibatch step is per-operation overhead). Whatever replaces the .grad tensors is noticed
+    (optimizer.zero_grad() sets them to None; .to() or .double() swap their storage): `zero_()`
+    re-attaches the views, and `clip_norm_` clips the actual gradients with torch's function."""
 
     def __init__(self, parameters: list[nn.Parameter]):
         self.parameters = list(parameters)
@@ -483,16 +479,14 @@ class FlatGrad:
     def attach(self) -> None:
         first = self.parameters[0]
         self.buffer = torch.zeros(sum(p.numel() for p in self.parameters), device=first.device, dtype=first.dtype)
-        self.views, offset = [], 0
-        for p in self.parameters:
-            p.grad = self.buffer[offset:offset + p.numel()].view_as(p)
-            self.views.append(p.grad)
-            offset += p.numel()
+        chunks = self.buffer.split([p.numel() for p in self.parameters])
+        self.views = [chunk.view_as(p) for chunk, p in zip(chunks, self.parameters)]
+        for p, view in zip(self.parameters, self.views):
+            p.grad = view  # backward() accumulates into it in place
 
     def attached(self) -> bool:
-        # module.to() / .double() keep the .grad objects but swap their storage: compare one pointer too
         return (all(p.grad is view for p, view in zip(self.parameters, self.views))
-                and self.views[0].data_ptr() == self.buffer.data_ptr())
+                and self.views[0].data_ptr() == self.buffer.data_ptr())  # the storage swap of .to() keeps the objects
 
     def zero_(self) -> None:
         if self.attached():
