@@ -6,8 +6,9 @@
     python benchmarks/run.py --suite mujoco --algos trpo --seeds 10 --keep-other-algos   # rerun one script only
 
 Every (algo, env, seed) is its own process with one torch thread, `--workers` at a time. Runs go to
-`--runs-dir/{suite}/{algo}/{env}/seed{N}/`; a run whose summary.json exists is not run again, so an
-interrupted suite resumes where it stopped. Budgets and thresholds come from benchmarks/thresholds.json.
+`--runs-dir/{suite}/{algo}/{env}/seed{N}/`; a finished run is not run again, and a run that Ctrl-C
+or a kill stopped is continued from its checkpoint (`--resume`), so an interrupted suite resumes
+where it stopped. Budgets and thresholds come from benchmarks/thresholds.json.
 
 Writes benchmarks/results/{suite}/: report.md (mean +- std across seeds of final_return_mean, next to
 the threshold and the reference figures), curves.json (the binned curves behind the plots) and one
@@ -65,9 +66,25 @@ def plan_jobs(config: dict, algos: list[str], seeds: list[int], runs_dir: str) -
 
 
 def completed_run(out: str) -> str | None:
-    """The newest run directory under `out` that finished (has summary.json), or None."""
-    done = sorted(glob.glob(os.path.join(out, "*", "summary.json")), key=os.path.getmtime)
-    return os.path.dirname(done[-1]) if done else None
+    """The newest run directory under `out` that finished (summary.json, not interrupted), or None."""
+    done = [path for path in glob.glob(os.path.join(out, "*", "summary.json")) if not read_json(path).get("interrupted")]
+    return os.path.dirname(max(done, key=os.path.getmtime)) if done else None
+
+
+def resumable_run(out: str) -> str | None:
+    """The newest run directory under `out` that a stop or a kill left unfinished with a checkpoint
+    (model.pt, config.json, no finished summary.json), or None: the harness continues it with --resume."""
+    unfinished = [os.path.dirname(path) for path in glob.glob(os.path.join(out, "*", "model.pt"))
+                  if os.path.exists(os.path.join(os.path.dirname(path), "config.json"))
+                  and not (os.path.exists(os.path.join(os.path.dirname(path), "summary.json"))
+                           and not read_json(os.path.join(os.path.dirname(path), "summary.json")).get("interrupted"))]
+    return max(unfinished, key=os.path.getmtime) if unfinished else None
+
+
+def job_command(job: dict) -> list[str]:
+    """The job's command; `--resume RUN_DIR` instead when a stopped or killed run of it can continue."""
+    run = resumable_run(job["out"])
+    return job["cmd"] if run is None else [job["cmd"][0], job["cmd"][1], "--resume", run]
 
 
 def run_jobs(jobs: list[dict], workers: int) -> None:
@@ -85,7 +102,7 @@ def run_jobs(jobs: list[dict], workers: int) -> None:
         with open(os.path.join(job["out"], "commit.txt"), "w") as f:
             f.write(code_version + "\n")
         with open(os.path.join(job["out"], "stdout.log"), "a") as log:
-            proc = subprocess.run(job["cmd"], env=env, stdout=log, stderr=subprocess.STDOUT)
+            proc = subprocess.run(job_command(job), env=env, stdout=log, stderr=subprocess.STDOUT)
         with lock:
             finished[0] += 1
             elapsed = time.time() - start

@@ -152,3 +152,22 @@ def test_keep_other_algos_renews_one_script_and_keeps_the_other_rows_with_their_
     # without the flag the other scripts' rows are dropped
     assert harness(tmp_path, "--algos", "trpo") == 0
     assert {c["algo"] for c in json.loads(curves_path.read_text())} == {"trpo"}
+
+
+def test_a_stopped_run_is_resumed_not_counted_as_done(tmp_path):
+    out = tmp_path / "runs" / "quick" / "ppo" / "Fake-v0" / "seed1"
+    job = {"algo": "ppo", "env_id": "Fake-v0", "seed": 1, "out": str(out), "cmd": ["python", "ppo.py", "--seed", "1"]}
+    assert bench.completed_run(str(out)) is None and bench.job_command(job) == job["cmd"]  # nothing yet
+    stopped = out / "Fake-v0__ppo__1__100"
+    stopped.mkdir(parents=True)
+    for name, content in [("config.json", {}), ("model.pt", {}), ("summary.json", {"interrupted": True})]:
+        (stopped / name).write_text(json.dumps(content))
+    assert bench.completed_run(str(out)) is None
+    assert bench.job_command(job) == ["python", "ppo.py", "--resume", str(stopped)]
+    (stopped / "summary.json").write_text(json.dumps({"interrupted": False}))
+    assert bench.completed_run(str(out)) == str(stopped) and bench.job_command(job) == job["cmd"]
+    killed = out / "Fake-v0__ppo__1__200"  # a kill leaves a checkpoint and no summary
+    killed.mkdir()
+    for name in ("config.json", "model.pt"):
+        (killed / name).write_text("{}")
+    assert bench.job_command(job) == ["python", "ppo.py", "--resume", str(killed)]
