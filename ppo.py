@@ -466,11 +466,10 @@ def explained_variance(predictions: torch.Tensor, targets: torch.Tensor) -> floa
 
 
 class FlatGrad:
-    """Every parameter's .grad as a view into one flat buffer g, so that zeroing the gradient and
-    clipping its norm are one operation each per minibatch step, not one per tensor (on a CPU, most
-    of a minibatch step is per-operation overhead). Whatever replaces the .grad tensors is noticed
-    (optimizer.zero_grad() sets them to None; .to() or .double() swap their storage): `zero_()`
-    re-attaches the views, and `clip_norm_` clips the actual gradients with torch's function."""
+    """Every parameter's .grad as a view into one flat buffer g: zeroing and norm-clipping the gradient
+    are one operation each per minibatch step, not one per tensor (on a CPU, per-operation overhead is
+    most of a step). Replaced .grad tensors are noticed (optimizer.zero_grad() sets them to None; .to()
+    or .double() swap their storage): `zero_()` re-attaches the views, `clip_norm_` uses torch's clipping."""
 
     def __init__(self, parameters: list[nn.Parameter]):
         self.parameters = list(parameters)

@@ -47,10 +47,11 @@ Implementation details
 5. Advantages normalized over the batch (population std), a flag; policy gradient norm clipped.
 6. Box-action environments by default: running observation normalization (clipped to +-10) and
    reward scaling by the running std of the discounted return (clipped to +-10). Observation
-   statistics are frozen during a rollout and updated from the batch afterwards; they are part of
-   the model: saved in `model.pt`, frozen in evaluation. The update changes the function pi computes
-   with theta unchanged; `charts/normalizer_kl` logs that change (mean KL on the batch). Unlike
-   trpo.py, the update here is not function-preserving (README: observation normalization).
+   statistics are frozen during a rollout, so pi_0 is one fixed function over the batch, and updated
+   from the batch afterwards. They are part of the model: saved in `model.pt`, frozen in evaluation.
+   The update changes the function pi computes with theta unchanged; `charts/normalizer_kl` logs that
+   change (mean KL on the batch). Unlike trpo.py, the update here is not function-preserving
+   (README: observation normalization).
 7. Logged per update, after it: the policy gradient's norm, KL(pi_before || pi_after) by the
    (r - 1) - log r estimator, entropy, the critic's loss and explained variance.
 
@@ -436,11 +437,11 @@ def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
     critic_optimizer = torch.optim.Adam(agent.critic.parameters(), lr=args.vf_learning_rate, eps=1e-5, fused=True)
     optimizers = {"policy": policy_optimizer, "critic": critic_optimizer}
     reward_rms = RunningMeanStd(())
+    critic_loss_fn = compiled(critic_loss, args)  # critic_loss itself unless --compile
 
     N, T = args.num_envs, args.num_steps
     batch_size, minibatch_size = N * T, N * T // args.vf_num_minibatches
     # the run directory, logs and checkpoints; with --load-model or --resume it loads the checkpoint
-    critic_loss_fn = compiled(critic_loss, args)  # critic_loss itself unless --compile
     run = Run(args, {"norm_obs": norm_obs, "norm_reward": norm_reward}, device, agent, optimizers, reward_rms,
               batch_size, stop)
     action_shape = action_space.shape if continuous else ()
@@ -454,6 +455,7 @@ def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
     rewards = np.zeros((T, N), dtype=np.float64)  # raw rewards
     terminations = np.zeros((T, N), dtype=bool)
     dones = np.zeros((T, N), dtype=bool)  # terminated or truncated
+
     envs, next_obs = run.start_envs()
     global_step = run.global_step
 

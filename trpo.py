@@ -685,11 +685,11 @@ def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
     agent = Agent(obs_dim, action_space, args.hidden_sizes, norm_obs, args.clip_obs).to(device)
     optimizer = torch.optim.Adam(agent.critic.parameters(), lr=args.vf_learning_rate, eps=1e-5, fused=True)  # critic only
     reward_rms = RunningMeanStd(())
+    critic_loss_fn = compiled(critic_loss, args)  # critic_loss itself unless --compile
 
     N, T = args.num_envs, args.num_steps
     batch_size, minibatch_size = N * T, N * T // args.vf_num_minibatches
     # the run directory, logs and checkpoints; with --load-model or --resume it loads the checkpoint
-    critic_loss_fn = compiled(critic_loss, args)  # critic_loss itself unless --compile
     run = Run(args, {"norm_obs": norm_obs, "norm_reward": norm_reward}, device, agent, {"critic": optimizer}, reward_rms,
               batch_size, stop)
     action_shape = action_space.shape if continuous else ()
