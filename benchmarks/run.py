@@ -1,20 +1,33 @@
-"""Run the scripts on a suite of environments over several seeds and check their learning curves.
+"""Run the scripts on a grid of (algo, env, seed) and report how they learn, with reliable statistics.
 
-    python benchmarks/run.py --suite quick  --algos ppo --seeds 3 --workers 2
-    python benchmarks/run.py --suite mujoco --algos ppo trpo reinforce --seeds 3 --workers 16
-    python benchmarks/run.py --suite mujoco --report-only      # aggregate what has run so far
-    python benchmarks/run.py --suite mujoco --algos trpo --seeds 10 --keep-other-algos   # rerun one script only
+    python benchmarks/run.py --suite quick --seeds 10 --workers 2
+    python benchmarks/run.py --suite mujoco --seeds 10 --backend ray --address auto   # on a Ray cluster
+    python benchmarks/run.py --envs Acrobot-v1 --algos ppo trpo --steps 200000 --seeds 5   # any grid
+    python benchmarks/run.py --suite mujoco --report-only     # the report again, from the committed records
 
-Every (algo, env, seed) is its own process with one torch thread, `--workers` at a time. Runs go to
-`--runs-dir/{suite}/{algo}/{env}/seed{N}/`; a finished run is not run again, and a run that Ctrl-C
-or a kill stopped is continued from its checkpoint (`--resume`), so an interrupted suite resumes
-where it stopped. Budgets and thresholds come from benchmarks/thresholds.json.
+Every (algo, env, seed) is one run of the script, in its own process with one torch thread, with
+`--eval-every` so that it leaves a deterministic-evaluation curve beside the training one.
+Backends: `local` (default, no Ray needed) runs `--workers` processes at a time on this machine;
+`ray` runs each run as a Ray task (one CPU) on the cluster at `--address`, or on a local Ray instance
+without one; the task returns the run directory's files, which the driver writes under the runs
+directory (no shared filesystem). Either way a finished run is not run again, a run that Ctrl-C or a
+kill stopped continues from its checkpoint (`--resume`), Ctrl-C keeps the finished runs, and a
+failed run is reported and the others go on.
 
-Writes benchmarks/results/{suite}/: report.md (mean +- std across seeds of final_return_mean, next to
-the threshold and the reference figures), curves.json (the binned curves behind the plots) and one
-learning-curve PNG per env. Exit code 1 when a threshold is missed, 0 otherwise. With
---keep-other-algos the rows of the scripts not in --algos are kept from the existing curves.json,
-with the code and machine they were measured on, so one script's rows can be renewed alone.
+Each finished run becomes a compact record (summary, binned training and evaluation curves, the
+commit and script sha256 it ran, the harness command, the machine) in
+benchmarks/results/{suite}/runs.jsonl, which is committed: `--report-only` rebuilds the report and
+plots from the repository alone. A report aggregates runs of one commit only, unless
+`--allow-mixed` is given (the report then says so at the top).
+
+Statistics (rliable, Agarwal et al. 2021): per (algo, env), over seeds, the interquartile mean (IQM)
+with a 95% stratified-bootstrap confidence interval, mean +- std and median, of the training return
+(`final_return_mean`, the last 100 training episodes: CleanRL's figure) and of the deterministic
+evaluation return (`eval_return_mean`: SB3 / RL-Zoo's figure); per algo, the IQM [CI] of normalized
+scores over the suite's envs (0 = a uniform-random policy's return, measured by the harness and
+recorded in random.json; 1 = the reference figure in thresholds.json, on the metric that reference
+reports). Thresholds (thresholds.json) are checked on the training return: rule `iqm` = the IQM
+across seeds, rule `each` = every seed. Exit code 1 when a threshold is missed or a run is missing.
 """
 
 from __future__ import annotations
@@ -23,12 +36,13 @@ import argparse
 import collections
 import datetime
 import glob
+import io
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 import warnings
@@ -38,31 +52,87 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "benchmarks")
-CURVE_POINTS = 100  # points on each learning curve's step grid
+ALGOS = ("ppo", "trpo", "reinforce")
+CURVE_POINTS = 100  # points on each training curve's step grid
+EVAL_POINTS = 10  # evaluations per run (--eval-every = steps / EVAL_POINTS), the last one the final evaluation
+BOOTSTRAP_REPS = 5000  # stratified-bootstrap resamples per confidence interval (rliable loops in Python: ~1 s each)
+RANDOM_EPISODES = 100  # episodes of the uniform-random policy that defines the normalized score's 0
 ALGO_COLORS = {"ppo": "tab:blue", "trpo": "tab:orange", "reinforce": "tab:green"}
+METRICS = {"train": ("final_return_mean", "training return: final_return_mean, the mean raw return of the last 100 training episodes"),
+           "eval": ("eval_return_mean", "deterministic evaluation return: eval_return_mean, the final evaluation's mean")}
+
+
+class HarnessError(Exception):
+    """Bad input to the harness: one `error:` line, exit code 2."""
 
 
 # ---------------------------------------------------------------------------------------------
-# Jobs
+# The grid: suites from thresholds.json, or any --envs x --algos x --seeds at --steps
 # ---------------------------------------------------------------------------------------------
-def load_thresholds(path: str = os.path.join(BENCH, "thresholds.json")) -> dict:
+def load_suites(path: str = os.path.join(BENCH, "thresholds.json")) -> dict:
     with open(path) as f:
         return {k: v for k, v in json.load(f).items() if not k.startswith("_")}
 
 
-def plan_jobs(config: dict, algos: list[str], seeds: list[int], runs_dir: str) -> list[dict]:
-    """One job per (env, algo, seed) that the suite's config defines for that algo."""
-    jobs = []
-    for env_id, per_algo in config.items():
+def parse_seeds(text: str) -> list[int]:
+    """'10' = seeds 1..10, '3-7' = 3..7, '1,4,9' = those seeds."""
+    try:
+        if "," in text:
+            seeds = [int(s) for s in text.split(",")]
+        elif "-" in text.strip("-"):
+            first, last = (int(s) for s in text.split("-", 1))
+            seeds = list(range(first, last + 1))
+        else:
+            seeds = list(range(1, int(text) + 1))
+    except ValueError:
+        raise HarnessError(f"--seeds: {text!r} is not N, FIRST-LAST or a comma-separated list") from None
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise HarnessError(f"--seeds: {text!r} gives no seeds, a negative seed or a repeated one")
+    return seeds
+
+
+def plan_grid(suites: dict, suite: str | None, envs: list[str] | None, algos: list[str],
+              steps: int | None) -> tuple[str, dict]:
+    """(suite name, {env: {algo: spec}}). A suite gives budgets, thresholds and references; --envs
+    picks or adds envs (an env outside the suite needs --steps); --steps sets every budget (a
+    threshold then applies only where the budget is the suite's own)."""
+    if suite is None and not envs:
+        raise HarnessError("give --suite NAME (" + ", ".join(sorted(suites)) + ") or --envs ENV ...")
+    if suite is not None and suite not in suites and not envs:
+        raise HarnessError(f"--suite {suite!r} is not in thresholds.json ({', '.join(sorted(suites))}); "
+                           "a new suite name needs --envs and --steps")
+    name = suite or "custom"
+    config = suites.get(name, {})
+    grid = {}
+    for env_id in envs or list(config):
         for algo in algos:
-            if algo not in per_algo:
-                continue
+            spec = dict(config.get(env_id, {}).get(algo, {}))
+            if not spec and steps is None:
+                raise HarnessError(f"{env_id} with {algo} has no budget in suite {name!r}: give --steps")
+            if steps is not None and spec.get("timesteps") != steps:
+                spec.pop("threshold", None)
+                spec["timesteps"] = steps
+            grid.setdefault(env_id, {})[algo] = spec
+    return name, grid
+
+
+def plan_jobs(grid: dict, seeds: list[int], runs_dir: str) -> list[dict]:
+    """One job per (env, algo, seed): the script's flags and its output folder."""
+    jobs = []
+    for env_id, per_algo in grid.items():
+        for algo, spec in per_algo.items():
+            steps = spec["timesteps"]
             for seed in seeds:
                 out = os.path.join(runs_dir, algo, env_id.replace(":", "_").replace("/", "_"), f"seed{seed}")
-                cmd = [sys.executable, os.path.join(ROOT, f"{algo}.py"), "--env-id", env_id, "--seed", str(seed),
-                       "--total-timesteps", str(per_algo[algo]["timesteps"]), "--no-cuda", "--output-dir", out]
-                jobs.append({"algo": algo, "env_id": env_id, "seed": seed, "out": out, "cmd": cmd})
+                flags = ["--env-id", env_id, "--seed", str(seed), "--total-timesteps", str(steps), "--no-cuda",
+                         "--eval-every", str(max(1, steps // EVAL_POINTS))]
+                jobs.append({"algo": algo, "env_id": env_id, "seed": seed, "spec": spec, "out": out, "flags": flags})
     return jobs
+
+
+def read_json(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
 
 
 def completed_run(out: str) -> str | None:
@@ -73,119 +143,335 @@ def completed_run(out: str) -> str | None:
 
 def resumable_run(out: str) -> str | None:
     """The newest run directory under `out` that a stop or a kill left unfinished with a checkpoint
-    (model.pt, config.json, no finished summary.json), or None: the harness continues it with --resume."""
+    (model.pt, config.json, no finished summary.json), or None: it is continued with --resume."""
     unfinished = [os.path.dirname(path) for path in glob.glob(os.path.join(out, "*", "model.pt"))
                   if os.path.exists(os.path.join(os.path.dirname(path), "config.json"))
-                  and not (os.path.exists(os.path.join(os.path.dirname(path), "summary.json"))
-                           and not read_json(os.path.join(os.path.dirname(path), "summary.json")).get("interrupted"))]
+                  and completed_run_dir(os.path.dirname(path)) is None]
     return max(unfinished, key=os.path.getmtime) if unfinished else None
 
 
-def job_command(job: dict) -> list[str]:
-    """The job's command; `--resume RUN_DIR` instead when a stopped or killed run of it can continue."""
-    run = resumable_run(job["out"])
-    return job["cmd"] if run is None else [job["cmd"][0], job["cmd"][1], "--resume", run]
+def completed_run_dir(run_dir: str) -> str | None:
+    summary = os.path.join(run_dir, "summary.json")
+    return run_dir if os.path.exists(summary) and not read_json(summary).get("interrupted") else None
 
 
-def run_jobs(jobs: list[dict], workers: int) -> None:
-    todo = [j for j in jobs if completed_run(j["out"]) is None]
-    print(f"{len(jobs) - len(todo)} of {len(jobs)} runs already done; running {len(todo)} with {workers} workers", flush=True)
-    if not todo:
-        return
-    lock, start, finished = threading.Lock(), time.time(), [0]
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+def script_flags(job: dict, resume_dir: str | None, output_dir: str) -> list[str]:
+    """The script's flags: the job's, or `--resume RUN_DIR` for a stopped or killed run of it."""
+    return ["--resume", resume_dir] if resume_dir else [*job["flags"], "--output-dir", output_dir]
 
-    code_version = commit()
 
-    def work(job):
-        os.makedirs(job["out"], exist_ok=True)
-        with open(os.path.join(job["out"], "commit.txt"), "w") as f:
-            f.write(code_version + "\n")
-        with open(os.path.join(job["out"], "stdout.log"), "a") as log:
-            proc = subprocess.run(job_command(job), env=env, stdout=log, stderr=subprocess.STDOUT)
-        with lock:
-            finished[0] += 1
-            elapsed = time.time() - start
-            eta = elapsed / finished[0] * (len(todo) - finished[0])
+# ---------------------------------------------------------------------------------------------
+# Backends: local processes, or Ray tasks
+# ---------------------------------------------------------------------------------------------
+class Progress:
+    """One line per finished run: its result or failure, elapsed time and ETA."""
+
+    def __init__(self, total: int):
+        self.total, self.done, self.start, self.lock = total, 0, time.time(), threading.Lock()
+
+    def finished(self, job: dict, returncode: int, detail: str = "") -> None:
+        with self.lock:
+            self.done += 1
+            elapsed = time.time() - self.start
+            eta = elapsed / self.done * (self.total - self.done)
             run = completed_run(job["out"])
-            result = "FAILED (see stdout.log)" if proc.returncode or run is None else (
-                f"final_return_mean {read_json(os.path.join(run, 'summary.json'))['final_return_mean']:.1f}")
-            print(f"[{finished[0]}/{len(todo)}] {job['algo']} {job['env_id']} seed {job['seed']}: {result} "
+            if returncode or run is None:
+                result = f"FAILED (exit code {returncode}{detail}; see {os.path.join(job['out'], 'stdout.log')})"
+            else:
+                summary = read_json(os.path.join(run, "summary.json"))
+                result = f"train {fmt(summary['final_return_mean'])}, eval {fmt(summary.get('eval_return_mean'))}"
+            print(f"[{self.done}/{self.total}] {job['algo']} {job['env_id']} seed {job['seed']}: {result} "
                   f"| elapsed {elapsed / 60:.1f} min | ETA {eta / 60:.1f} min", flush=True)
+
+
+def thread_env() -> dict:
+    return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+
+
+def run_local(todo: list[dict], workers: int, progress: Progress) -> None:
+    def work(job):
+        flags = script_flags(job, resumable_run(job["out"]), job["out"])
+        with open(os.path.join(job["out"], "stdout.log"), "a") as log:
+            proc = subprocess.run([sys.executable, os.path.join(ROOT, f"{job['algo']}.py"), *flags],
+                                  env=thread_env(), stdout=log, stderr=subprocess.STDOUT)
+        progress.finished(job, proc.returncode)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(work, todo))
 
 
-# ---------------------------------------------------------------------------------------------
-# Aggregation
-# ---------------------------------------------------------------------------------------------
-def read_json(path: str) -> dict:
-    with open(path) as f:
-        return json.load(f)
+def pack(folder: str) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        tar.add(folder, arcname=".")
+    return buffer.getvalue()
 
 
-def read_episodes(run_dir: str) -> tuple[np.ndarray, np.ndarray]:
-    """(global_step, episodic_return) of every training episode in metrics.jsonl."""
-    steps, returns = [], []
+def unpack(archive: bytes, folder: str) -> None:
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        tar.extractall(folder, filter="data")
+
+
+def ray_task(script_name: str, script: bytes, job: dict, resume: tuple[str, bytes] | None) -> tuple[int, bytes, str]:
+    """One run on a Ray worker, in a temporary folder: the script's source and (to resume) the
+    unfinished run directory come with the task; (exit code, the output folder as .tar.gz, its log)
+    go back to the driver."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        script_path, out = os.path.join(tmp, script_name), os.path.join(tmp, "out")
+        with open(script_path, "wb") as f:
+            f.write(script)
+        os.makedirs(out)
+        resume_dir = None
+        if resume is not None:
+            resume_dir = os.path.join(out, resume[0])
+            os.makedirs(resume_dir)
+            unpack(resume[1], resume_dir)
+        proc = subprocess.run([sys.executable, script_path, *script_flags(job, resume_dir, out)], cwd=tmp,
+                              env=thread_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        return proc.returncode, pack(out), proc.stdout
+
+
+def run_ray(todo: list[dict], address: str | None, workers: int, progress: Progress) -> None:
+    import ray
+
+    try:  # the task's code travels with it, also where this file was imported under another name
+        ray.cloudpickle.register_pickle_by_value(sys.modules[ray_task.__module__])
+    except (KeyError, ValueError, AttributeError):
+        pass
+    ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
+             log_to_driver=False, configure_logging=False)
+    task = ray.remote(num_cpus=1, max_retries=0)(ray_task)
+    pending = {}
+    for job in todo:
+        script_name = f"{job['algo']}.py"
+        with open(os.path.join(ROOT, script_name), "rb") as f:
+            script = f.read()
+        unfinished = resumable_run(job["out"])
+        resume = (os.path.basename(unfinished), pack(unfinished)) if unfinished else None
+        pending[task.remote(script_name, script, job, resume)] = job
+    try:
+        while pending:
+            [ref], _ = ray.wait(list(pending), num_returns=1)
+            job = pending.pop(ref)
+            try:
+                returncode, archive, log = ray.get(ref)
+            except ray.exceptions.RayError as error:
+                returncode, archive, log = -1, None, f"{type(error).__name__}: {error}\n"
+            with open(os.path.join(job["out"], "stdout.log"), "a") as f:
+                f.write(log)
+            if archive is not None:
+                unpack(archive, job["out"])  # the run directory, new or continued
+            progress.finished(job, returncode, "" if archive is not None else ", the task failed")
+    except KeyboardInterrupt:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        print(f"cancelled {len(pending)} unfinished runs; the finished ones are kept", flush=True)
+        raise
+    finally:
+        ray.shutdown()
+
+
+def run_jobs(jobs: list[dict], backend: str, workers: int, address: str | None, command: str) -> None:
+    todo = [j for j in jobs if completed_run(j["out"]) is None]
+    where = f"Ray ({address or 'a local instance'})" if backend == "ray" else f"{workers} local workers"
+    print(f"{len(jobs) - len(todo)} of {len(jobs)} runs already done; running {len(todo)} on {where}", flush=True)
+    if not todo:
+        return
+    harness = {"commit": commit(), "command": command, "machine": machine(), "backend": backend}
+    for job in todo:
+        os.makedirs(job["out"], exist_ok=True)
+        with open(os.path.join(job["out"], "harness.json"), "w") as f:
+            json.dump(harness, f)
+    progress = Progress(len(todo))
+    if backend == "ray":
+        run_ray(todo, address, workers, progress)
+    else:
+        run_local(todo, workers, progress)
+
+
+# ---------------------------------------------------------------------------------------------
+# Records: one compact line per finished run, committed beside the report
+# ---------------------------------------------------------------------------------------------
+def read_metric(run_dir: str, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(global_step, value) of every record of `key` in metrics.jsonl."""
+    steps, values = [], []
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         for line in f:
             record = json.loads(line)
-            if record.get("charts/episodic_return") is not None:
+            if record.get(key) is not None:
                 steps.append(record["global_step"])
-                returns.append(record["charts/episodic_return"])
-    return np.asarray(steps, dtype=np.float64), np.asarray(returns, dtype=np.float64)
+                values.append(record[key])
+    return np.asarray(steps, dtype=np.float64), np.asarray(values, dtype=np.float64)
 
 
-def binned_curve(steps: np.ndarray, returns: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """Mean return of the episodes that ended in (g - width, g] for each grid point g; where a
-    window holds no episode, the last value is carried forward (NaN before the first episode)."""
+def binned_curve(steps: np.ndarray, values: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Mean of the values logged in (g - width, g] for each grid point g; where a window holds
+    none, the last value is carried forward (NaN before the first)."""
     width = grid[1] - grid[0] if len(grid) > 1 else grid[0]
     curve = np.full(len(grid), np.nan)
     last = np.nan
     for i, g in enumerate(grid):
         inside = (steps > g - width) & (steps <= g)
-        last = returns[inside].mean() if inside.any() else last
+        last = values[inside].mean() if inside.any() else last
         curve[i] = last
     return curve
 
 
-def aggregate(config: dict, jobs: list[dict]) -> list[dict]:
-    """One row per (env, algo): the completed seeds' summaries and binned curves."""
-    rows, here = {}, machine()
+def curve_grids(steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training curve's grid and the evaluation curve's (whole batches overshoot `steps` a little)."""
+    train = np.linspace(0, steps, CURVE_POINTS + 1)[1:]
+    evaluation = np.linspace(0, steps, EVAL_POINTS + 1)[1:]
+    evaluation[-1] = np.inf  # the final evaluation, at the last whole batch
+    return train, evaluation
+
+
+def rounded(values) -> list:
+    return [None if v is None or not np.isfinite(v) else round(float(v), 2) for v in values]
+
+
+def make_record(job: dict, run_dir: str) -> dict:
+    """What the report needs of one finished run, compact enough to commit."""
+    summary, config = read_json(os.path.join(run_dir, "summary.json")), read_json(os.path.join(run_dir, "config.json"))
+    harness_path = os.path.join(job["out"], "harness.json")
+    harness = read_json(harness_path) if os.path.exists(harness_path) else {}
+    train_grid, eval_grid = curve_grids(job["spec"]["timesteps"])
+    return {
+        "algo": job["algo"], "env_id": job["env_id"], "seed": job["seed"], "timesteps": job["spec"]["timesteps"],
+        "commit": harness.get("commit", "not recorded"), "sha256": config.get("sha256"),
+        "command": harness.get("command", "not recorded"), "machine": harness.get("machine", "not recorded"),
+        "backend": harness.get("backend", "local"),
+        **{k: summary.get(k) for k in ("global_step", "final_return_mean", "eval_return_mean", "eval_return_std",
+                                        "episodes", "wall_time_s", "sps")},
+        "train_curve": rounded(binned_curve(*read_metric(run_dir, "charts/episodic_return"), train_grid)),
+        "eval_curve": rounded(binned_curve(*read_metric(run_dir, "eval/return_mean"), eval_grid)),
+    }
+
+
+def record_key(record: dict) -> tuple:
+    return record["algo"], record["env_id"], record["seed"], record["timesteps"]
+
+
+def read_records(path: str) -> list[dict]:
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def collect_records(jobs: list[dict], path: str) -> list[dict]:
+    """Each job's record: from its finished run in the runs directory when there is one, else from
+    the committed records at `path`. The file keeps the records of runs outside this grid."""
+    saved = {record_key(r): r for r in read_records(path)}
+    records = []
     for job in jobs:
-        key = (job["env_id"], job["algo"])
-        spec = config[job["env_id"]][job["algo"]]
-        row = rows.setdefault(key, {"env_id": job["env_id"], "algo": job["algo"], "spec": spec, "machine": here,
-                                    "seeds": [], "final": [], "wall": [], "sps": [], "curves": []})
         run = completed_run(job["out"])
-        if run is None:
-            continue
-        summary = read_json(os.path.join(run, "summary.json"))
-        grid = np.linspace(0, spec["timesteps"], CURVE_POINTS + 1)[1:]
-        commit_file = os.path.join(job["out"], "commit.txt")
-        row.setdefault("commits", []).append(open(commit_file).read().strip() if os.path.exists(commit_file) else "not recorded")
-        row["seeds"].append(job["seed"])
-        row["final"].append(summary["final_return_mean"])
-        row["wall"].append(summary["wall_time_s"])
-        row["sps"].append(summary["sps"])
-        row["curves"].append(binned_curve(*read_episodes(run), grid).tolist())
-        row["grid"] = grid.tolist()
-    return list(rows.values())
+        key = (job["algo"], job["env_id"], job["seed"], job["spec"]["timesteps"])
+        record = make_record(job, run) if run is not None else saved.get(key)
+        if record is not None:
+            saved[key] = record
+            records.append(record)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        for key in sorted(saved, key=str):
+            f.write(json.dumps(saved[key]) + "\n")
+    return records
 
 
-def verdict(row: dict) -> str:
-    """PASS / FAIL against the threshold, '-' where there is none, 'missing' without runs."""
-    finals = [f for f in row["final"] if f is not None]
-    threshold = row["spec"].get("threshold")
-    if not row["seeds"]:
-        return "missing"
-    if threshold is None:
-        return "-"
-    if len(finals) < len(row["final"]):
-        return "FAIL"  # a run without a single finished episode
-    value = min(finals) if row["spec"].get("rule") == "each" else float(np.mean(finals))
-    return "PASS" if value >= threshold else "FAIL"
+def code_of(records: list[dict]) -> tuple[list[str], bool]:
+    """The commits the records ran, and whether they mix code: more than one commit, or one
+    script with more than one sha256."""
+    commits = sorted({r["commit"] for r in records})
+    scripts = collections.defaultdict(set)
+    for r in records:
+        scripts[r["algo"]].add(r["sha256"])
+    return commits, len(commits) > 1 or any(len(s) > 1 for s in scripts.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics (rliable: IQM and stratified-bootstrap confidence intervals)
+# ---------------------------------------------------------------------------------------------
+def iqm_interval(scores: np.ndarray) -> tuple[float, float, float]:
+    """(IQM, 95% CI low, high) of a (runs, tasks) score matrix: the IQM over all its entries, the CI
+    by rliable's stratified bootstrap (runs resampled within each task), seeded, so reports repeat."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    with warnings.catch_warnings():  # arch's notice that RandomState will give way to Generator
+        warnings.simplefilter("ignore", FutureWarning)
+        point, interval = rly.get_interval_estimates(
+            {"x": np.asarray(scores, dtype=np.float64)}, lambda x: np.array([metrics.aggregate_iqm(x)]),
+            reps=BOOTSTRAP_REPS, random_state=np.random.RandomState(0))
+    return float(point["x"][0]), float(interval["x"][0, 0]), float(interval["x"][1, 0])
+
+
+def seed_stats(values: list) -> dict | None:
+    """IQM [95% CI], mean, std, median and count of one (algo, env)'s per-seed values; None without values."""
+    values = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    if len(values) == 0:
+        return None
+    iqm, low, high = iqm_interval(values[:, None])
+    return {"iqm": iqm, "low": low, "high": high, "mean": float(values.mean()), "std": float(values.std()),
+            "median": float(np.median(values)), "n": int(len(values))}
+
+
+def normalized(value: float | None, random_return: float, reference: float) -> float | None:
+    """(value - random) / (reference - random): 0 = the random policy, 1 = the reference figure."""
+    return None if value is None else (value - random_return) / (reference - random_return)
+
+
+def aggregate_scores(records: list[dict], grid: dict, randoms: dict) -> dict:
+    """Per algo: the IQM [CI] of normalized scores over the envs that have a reference, using the
+    seeds that every one of those envs has (a stratified bootstrap needs a full runs x tasks matrix)."""
+    result = {}
+    for algo in sorted({r["algo"] for r in records}):
+        envs = [e for e in sorted(grid) if grid[e].get(algo, {}).get("reference_return") is not None and e in randoms]
+        by_env = {e: {r["seed"]: r for r in records if r["algo"] == algo and r["env_id"] == e} for e in envs}
+        seeds = sorted(set.intersection(*(set(s) for s in by_env.values()))) if envs else []
+        columns = []
+        for env in envs:
+            spec = grid[env][algo]
+            key = METRICS[spec.get("reference_metric", "train")][0]
+            columns.append([normalized(by_env[env][s][key], randoms[env]["return_mean"], spec["reference_return"])
+                            for s in seeds])
+        matrix = np.asarray(columns, dtype=np.float64).T if columns else np.zeros((0, 0))
+        if matrix.size and np.isfinite(matrix).all():
+            iqm, low, high = iqm_interval(matrix)
+            result[algo] = {"envs": envs, "seeds": seeds, "iqm": iqm, "low": low, "high": high}
+    return result
+
+
+def random_returns(env_ids: list[str], path: str) -> dict:
+    """A uniform-random policy's mean return per env (RANDOM_EPISODES episodes, seed 0), measured once
+    and recorded at `path`."""
+    recorded = read_json(path) if os.path.exists(path) else {}
+    missing = [e for e in env_ids if e not in recorded]
+    if missing:
+        import gymnasium as gym
+
+        for env_id in missing:
+            try:
+                env = gym.make(env_id)
+            except Exception as error:  # an env this machine cannot make: no normalized score for it
+                print(f"warning: random policy of {env_id} not measured: {error}", file=sys.stderr)
+                continue
+            env.action_space.seed(0)
+            returns = []
+            for episode in range(RANDOM_EPISODES):
+                env.reset(seed=episode)
+                total, done, steps = 0.0, False, 0
+                while not done and steps < 10_000:  # 10,000 steps cap an env without a time limit
+                    _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+                    total, done, steps = total + float(reward), terminated or truncated, steps + 1
+                returns.append(total)
+            env.close()
+            recorded[env_id] = {"return_mean": round(float(np.mean(returns)), 3),
+                                "return_std": round(float(np.std(returns)), 3), "episodes": RANDOM_EPISODES}
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(recorded, f, indent=1, sort_keys=True)
+    return recorded
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,145 +498,233 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores"
 
 
-def fmt(values: list, digits: int = 1) -> str:
-    values = [v for v in values if v is not None]
-    if not values:
-        return "n/a"
-    return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
+def verdict(spec: dict, stats: dict | None, expected: int, values: list) -> str:
+    """PASS / FAIL against the threshold on the training return; '-' without one; 'missing' without
+    every seed's run."""
+    if stats is None or len(values) < expected:
+        return "missing"
+    if spec.get("threshold") is None:
+        return "-"
+    if stats["n"] < len(values):
+        return "FAIL"  # a run without a single finished episode
+    value = min(values) if spec.get("rule") == "each" else stats["iqm"]
+    return "PASS" if value >= spec["threshold"] else "FAIL"
 
 
-def kept_rows(out_dir: str, algos: list[str]) -> list[dict]:
-    """The rows of scripts not in `algos` from an existing curves.json in out_dir (none if absent);
-    a row written before rows recorded their machine gets the machine of the old report's header."""
-    path = os.path.join(out_dir, "curves.json")
-    if not os.path.exists(path):
-        return []
-    old_machine = "not recorded"
-    report = os.path.join(out_dir, "report.md")
-    if os.path.exists(report):
-        match = re.search(r"^- commit `[^`]*`, [0-9-]+, (.+?), one torch thread", open(report).read(), re.M)
-        old_machine = match.group(1) if match else old_machine
-    return [dict(r, machine=r.get("machine", old_machine)) for r in read_json(path) if r["algo"] not in algos]
+def cell(stats: dict | None, digits: int = 1) -> str:
+    return "n/a" if stats is None else f"{stats['iqm']:.{digits}f} [{stats['low']:.{digits}f}, {stats['high']:.{digits}f}]"
 
 
-def write_report(suite: str, rows: list[dict], out_dir: str, command: str) -> str:
+def summarize(grid: dict, records: list[dict], seeds: list[int]) -> list[dict]:
+    """One row per (env, algo) of the grid: its records and the statistics of both metrics."""
+    rows = []
+    for env_id in sorted(grid):
+        for algo in sorted(grid[env_id]):
+            spec = grid[env_id][algo]
+            mine = sorted((r for r in records if r["algo"] == algo and r["env_id"] == env_id), key=lambda r: r["seed"])
+            train = [r["final_return_mean"] for r in mine]
+            stats = {m: seed_stats([r[key] for r in mine]) for m, (key, _) in METRICS.items()}
+            rows.append({"env_id": env_id, "algo": algo, "spec": spec, "records": mine, "stats": stats,
+                         "verdict": verdict(spec, stats["train"], len(seeds), train)})
+    return rows
+
+
+def write_report(suite: str, rows: list[dict], records: list[dict], randoms: dict, aggregate: dict,
+                 out_dir: str, mixed: bool, commits: list[str]) -> str:
+    commands = sorted({r["command"] for r in records})
     machines = collections.defaultdict(set)
-    for r in rows:
+    for r in records:
         machines[r["machine"]].add(r["algo"])
-    lines = [
-        f"# Benchmark: {suite} suite",
+    lines = [f"# Benchmark: {suite} suite", ""]
+    if mixed:
+        lines += ["**MIXED CODE: these runs were made by different code (aggregated with --allow-mixed): "
+                  + ", ".join(f"`{c}`" for c in commits) + ". Do not compare the rows as one measurement.**", ""]
+    lines += [
+        "- code of the runs: " + (", ".join(f"`{c}`" for c in commits) or "no runs")
+        + "; each script's sha256 is in runs.jsonl",
+        "- made by: " + ("; ".join(f"`{c}`" for c in commands) or "no runs"),
+        "- machine of the runs: " + ("; ".join(f"{m} ({', '.join(sorted(a))})" for m, a in sorted(machines.items())) or "none")
+        + "; one torch thread per run, CPU",
+        f"- report written {datetime.date.today().isoformat()} by commit `{commit()}`",
+        "- statistics over seeds: IQM = interquartile mean, with its 95% stratified-bootstrap confidence interval "
+        f"(rliable, {BOOTSTRAP_REPS:,} resamples); mean ± std and median beside it",
+        "- thresholds are checked on the training return: rule `iqm` = the IQM across seeds must reach it, "
+        "rule `each` = every seed must",
         "",
-        f"- commit `{commit()}`, {datetime.date.today().isoformat()}, {machine()}, one torch thread per run, CPU",
-        f"- command: `{command}`",
-        "- code of the runs: " + (", ".join(f"`{c}` ({n} runs)" for c, n in sorted(
-            collections.Counter(c for r in rows for c in r.get("commits", [])).items())) or "no runs"),
-        "- machine of the runs: " + "; ".join(f"{m} ({', '.join(sorted(a))})" for m, a in sorted(machines.items())),
-        "- final return: `final_return_mean` of each run (mean raw return of its last 100 training episodes), "
-        "mean ± std across seeds; rule `each` = every seed must reach the threshold, `mean` = their mean",
-        "",
-        "| env | algo | steps | seeds | final return | threshold | rule | result | reference | wall time / run | steps/s |",
-        "| --- | --- | ---: | --- | ---: | ---: | --- | --- | --- | ---: | ---: |",
     ]
-    for row in sorted(rows, key=lambda r: (r["env_id"], r["algo"])):
-        spec = row["spec"]
-        seeds = ",".join(map(str, row["seeds"])) or "none"
-        wall = f"{np.mean(row['wall']) / 60:.1f} min" if row["wall"] else "n/a"
-        sps = f"{np.mean(row['sps']):.0f}" if row["sps"] else "n/a"
-        threshold = "-" if spec.get("threshold") is None else f"{spec['threshold']}"
-        lines.append(f"| {row['env_id']} | {row['algo']} | {spec['timesteps']:,} | {seeds} | {fmt(row['final'])} | "
-                     f"{threshold} | {spec.get('rule', 'mean')} | {verdict(row)} | {spec.get('reference', '')} | {wall} | {sps} |")
-    lines += ["", "Per seed:", ""]
-    for row in sorted(rows, key=lambda r: (r["env_id"], r["algo"])):
-        per_seed = ", ".join(f"seed {s}: {f:.1f}" if f is not None else f"seed {s}: n/a"
-                             for s, f in zip(row["seeds"], row["final"]))
-        lines.append(f"- {row['env_id']} {row['algo']}: {per_seed or 'no completed runs'}")
-    envs = sorted({r["env_id"] for r in rows})
-    lines += ["", *[f"![{e}]({e}.png)" for e in envs], ""]
+    for metric, (key, meaning) in METRICS.items():
+        lines += [f"## {meaning[0].upper()}{meaning[1:]}", "",
+                  "| env | algo | steps | seeds | IQM [95% CI] | mean ± std | median | threshold | rule | result | reference |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |"]
+        for row in rows:
+            spec, stats = row["spec"], row["stats"][metric]
+            ref = spec.get("reference", "")
+            if spec.get("reference_return") is not None and spec.get("reference_metric", "train") != metric:
+                ref = f"({ref}: a {spec.get('reference_metric', 'train')} figure)"
+            threshold, rule, result = "", "", ""
+            if metric == "train":
+                threshold = "-" if spec.get("threshold") is None else str(spec["threshold"])
+                rule, result = ("-" if spec.get("threshold") is None else spec.get("rule", "iqm")), row["verdict"]
+            lines.append(
+                f"| {row['env_id']} | {row['algo']} | {spec['timesteps']:,} | {stats['n'] if stats else 0} | {cell(stats)} | "
+                + (f"{stats['mean']:.1f} ± {stats['std']:.1f} | {stats['median']:.1f}" if stats else "n/a | n/a")
+                + f" | {threshold} | {rule} | {result} | {ref} |")
+        lines.append("")
+    lines += ["## Normalized score per algorithm, over the suite's envs", "",
+              "0 = a uniform-random policy's mean return (random.json), 1 = the reference figure of thresholds.json, "
+              "on the metric that reference reports (training or deterministic evaluation); "
+              "IQM over all (env, seed) scores, 95% stratified-bootstrap CI over seeds within each env.", "",
+              "| algo | envs | seeds | IQM [95% CI] |", "| --- | --- | ---: | ---: |"]
+    for algo, agg in aggregate.items():
+        lines.append(f"| {algo} | {', '.join(agg['envs'])} | {len(agg['seeds'])} | {cell(agg, 2)} |")
+    if not aggregate:
+        lines.append("| none | no env with a reference figure and a run of every seed | | |")
+    lines += ["", "Random policy: " + ", ".join(f"{e} {randoms[e]['return_mean']:.1f} ({randoms[e]['episodes']} episodes)"
+                                               for e in sorted(randoms) if any(r["env_id"] == e for r in rows)), ""]
+    lines += ["## Per seed (training / evaluation return, steps/s)", ""]
+    for row in rows:
+        per_seed = ", ".join(f"{r['seed']}: {fmt(r['final_return_mean'])} / {fmt(r['eval_return_mean'])} ({fmt(r['sps'], 0)})"
+                             for r in row["records"])
+        lines.append(f"- {row['env_id']} {row['algo']}: {per_seed or 'no runs'}")
+    lines += ["", *[f"![{e}]({file_name(e)}.png)" for e in sorted({r['env_id'] for r in rows})], ""]
     path = os.path.join(out_dir, "report.md")
     with open(path, "w") as f:
         f.write("\n".join(lines))
     return path
 
 
+def fmt(value, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def file_name(env_id: str) -> str:
+    return env_id.replace(":", "_").replace("/", "_")
+
+
 def plot_curves(rows: list[dict], out_dir: str) -> list[str]:
+    """Per env: training and evaluation return against steps, IQM across seeds with the
+    interquartile range as a band (inside the returns the runs reached), one x axis for all scripts."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from scipy.stats import trim_mean  # the IQM
 
     paths = []
     for env_id in sorted({r["env_id"] for r in rows}):
-        fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
-        for row in sorted((r for r in rows if r["env_id"] == env_id and r["curves"]), key=lambda r: r["algo"]):
-            grid = np.asarray(row["grid"])
-            curves = np.asarray(row["curves"], dtype=np.float64)
-            with warnings.catch_warnings():  # grid points before any seed's first episode are all-NaN
-                warnings.simplefilter("ignore", RuntimeWarning)
-                mean, std = np.nanmean(curves, 0), np.nanstd(curves, 0)
-            color = ALGO_COLORS.get(row["algo"])
-            ax.plot(grid, mean, color=color, label=f"{row['algo']} ({len(row['seeds'])} seeds)")
-            ax.fill_between(grid, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
-            threshold = row["spec"].get("threshold")
-            if threshold is not None:
-                ax.axhline(threshold, color=color, linestyle=":", linewidth=1)
-        ax.set_title(f"{env_id}: training episodic return (mean ± std over seeds)")
-        ax.set_xlabel("environment steps")
-        ax.set_ylabel("episodic return")
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="best")
+        mine = [r for r in rows if r["env_id"] == env_id and r["records"]]
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100, sharex=True)
+        x_max = max((r["spec"]["timesteps"] for r in mine), default=1)
+        for ax, (metric, (_, meaning)) in zip(axes, METRICS.items()):
+            for row in mine:
+                steps = row["spec"]["timesteps"]
+                grid = curve_grids(steps)[0 if metric == "train" else 1].copy()
+                grid[-1] = steps
+                curves = np.asarray([r[f"{metric}_curve"] for r in row["records"]], dtype=np.float64)
+                with warnings.catch_warnings():  # grid points before any seed's first value are all-NaN
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    low, high = np.nanpercentile(curves, [25, 75], axis=0)
+                    center = np.array([trim_mean(c[np.isfinite(c)], 0.25) if np.isfinite(c).any() else np.nan
+                                       for c in curves.T])
+                color = ALGO_COLORS.get(row["algo"])
+                ax.plot(grid, center, color=color, marker="o" if metric == "eval" else None, markersize=3,
+                        label=f"{row['algo']} ({len(row['records'])} seeds)")
+                ax.fill_between(grid, low, high, color=color, alpha=0.2, linewidth=0)
+                if metric == "train" and row["spec"].get("threshold") is not None:
+                    ax.axhline(row["spec"]["threshold"], color=color, linestyle=":", linewidth=1,
+                               label=f"{row['algo']} threshold {row['spec']['threshold']}")
+            ax.set_title(meaning.split(":")[0], fontsize=10)
+            ax.set_xlim(0, x_max)
+            ax.set_xlabel("environment steps")
+            ax.grid(alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(loc="best", fontsize=8)
+        axes[0].set_ylabel("episodic return (IQM over seeds, band: 25-75%)")
+        fig.suptitle(env_id)
         fig.tight_layout()
-        path = os.path.join(out_dir, f"{env_id.replace(':', '_').replace('/', '_')}.png")
+        path = os.path.join(out_dir, f"{file_name(env_id)}.png")
         fig.savefig(path)
         plt.close(fig)
         paths.append(path)
     return paths
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--suite", choices=["quick", "mujoco"], required=True)
-    parser.add_argument("--algos", nargs="+", default=["ppo", "trpo", "reinforce"])
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 1..N")
-    parser.add_argument("--workers", type=int, default=max(1, os.cpu_count() or 1))
-    parser.add_argument("--runs-dir", default=os.path.join(BENCH, "runs"))
-    parser.add_argument("--results-dir", default=os.path.join(BENCH, "results"))
-    parser.add_argument("--thresholds", default=os.path.join(BENCH, "thresholds.json"))
-    parser.add_argument("--dry-run", action="store_true", help="print the commands and exit")
-    parser.add_argument("--report-only", action="store_true", help="aggregate the runs that exist, run nothing")
-    parser.add_argument("--keep-other-algos", action="store_true",
-                        help="keep the rows of the scripts not in --algos from the existing report's curves.json")
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--suite", help="a suite of thresholds.json (quick, mujoco), or a new name for a custom grid "
+                                        "(default with --envs: custom)")
+    parser.add_argument("--envs", nargs="+", help="these envs instead of the suite's (an env outside it needs --steps)")
+    parser.add_argument("--algos", nargs="+", default=list(ALGOS), help="the scripts to run")
+    parser.add_argument("--steps", type=int, help="training steps of every run (default: the suite's budget per env and script)")
+    parser.add_argument("--seeds", default="10", help="N = seeds 1..N, FIRST-LAST, or a comma-separated list")
+    parser.add_argument("--backend", choices=["local", "ray"], default="local",
+                        help="local processes, or Ray tasks (needs `pip install ray`)")
+    parser.add_argument("--address", help="Ray cluster address (e.g. auto, ray://host:10001); default: a local Ray instance")
+    parser.add_argument("--workers", type=int, default=max(1, os.cpu_count() or 1),
+                        help="runs at a time (local backend; the CPUs of a local Ray instance)")
+    parser.add_argument("--runs-dir", default=os.path.join(BENCH, "runs"), help="where run directories go")
+    parser.add_argument("--results-dir", default=os.path.join(BENCH, "results"), help="where reports and records go")
+    parser.add_argument("--thresholds", default=os.path.join(BENCH, "thresholds.json"), help="suites, budgets, thresholds, references")
+    parser.add_argument("--dry-run", action="store_true", help="print each run's command and exit")
+    parser.add_argument("--report-only", action="store_true", help="run nothing: report the finished runs and committed records")
+    parser.add_argument("--allow-mixed", action="store_true", help="aggregate runs of different code (the report says so)")
     args = parser.parse_args(argv)
-    if args.seeds < 1 or args.workers < 1:
-        parser.error("--seeds and --workers must be >= 1")
-    missing = [a for a in args.algos if not os.path.exists(os.path.join(ROOT, f"{a}.py"))]
-    if missing and not args.report_only:
-        parser.error(f"no such script: {', '.join(a + '.py' for a in missing)}")
+    if args.workers < 1:
+        parser.error("--workers must be >= 1")
+    if args.steps is not None and args.steps < 1:
+        parser.error("--steps must be >= 1")
+    if args.address and args.backend != "ray":
+        parser.error("--address is for --backend ray")
+    unknown = [a for a in args.algos if a not in ALGOS]
+    if unknown:
+        parser.error(f"--algos: no such script: {', '.join(unknown)} (choose from {', '.join(ALGOS)})")
+    return args
 
-    config = load_thresholds(args.thresholds)[args.suite]
-    jobs = plan_jobs(config, args.algos, list(range(1, args.seeds + 1)), os.path.join(args.runs_dir, args.suite))
-    if args.dry_run:
-        for job in jobs:
-            print(" ".join(job["cmd"]))
-        return 0
-    if not args.report_only:
-        run_jobs(jobs, args.workers)
 
-    rows = aggregate(config, jobs)
-    out_dir = os.path.join(args.results_dir, args.suite)
-    os.makedirs(out_dir, exist_ok=True)
-    if args.keep_other_algos:
-        rows += kept_rows(out_dir, args.algos)
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     command = "python benchmarks/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    report = write_report(args.suite, rows, out_dir, command)
-    with open(os.path.join(out_dir, "curves.json"), "w") as f:
-        json.dump([{k: v for k, v in r.items()} for r in rows], f)
+    try:
+        seeds = parse_seeds(args.seeds)
+        suite, grid = plan_grid(load_suites(args.thresholds), args.suite, args.envs, args.algos, args.steps)
+        jobs = plan_jobs(grid, seeds, os.path.join(args.runs_dir, suite))
+        if args.dry_run:
+            for job in jobs:
+                print(" ".join([sys.executable, os.path.join(ROOT, f"{job['algo']}.py"), *script_flags(job, None, job["out"])]))
+            return 0
+        if args.backend == "ray" and not args.report_only:
+            try:
+                import ray  # noqa: F401
+            except ImportError:
+                raise HarnessError("--backend ray needs Ray: pip install -r requirements-dev.txt") from None
+        if not args.report_only:
+            run_jobs(jobs, args.backend, args.workers, args.address, command)
+        out_dir = os.path.join(args.results_dir, suite)
+        records = collect_records(jobs, os.path.join(out_dir, "runs.jsonl"))
+        commits, mixed = code_of(records)
+        if mixed and not args.allow_mixed:
+            raise HarnessError(f"the runs were made by different code ({', '.join(commits)}, or one script with several "
+                               "sha256): rerun them at one commit, or report them anyway with --allow-mixed")
+    except HarnessError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the finished runs are kept; the same command continues", file=sys.stderr, flush=True)
+        return 130
+    randoms = random_returns(sorted(grid), os.path.join(out_dir, "random.json"))
+    rows = summarize(grid, records, seeds)
+    aggregate = aggregate_scores(records, grid, randoms)
+    report = write_report(suite, rows, records, randoms, aggregate, out_dir, mixed, commits)
     plot_curves(rows, out_dir)
     print(f"wrote {report}")
-    failed = [r for r in rows if verdict(r) in ("FAIL", "missing") and r["spec"].get("threshold") is not None]
     for row in rows:
-        print(f"{row['env_id']:22s} {row['algo']:10s} {fmt(row['final']):>20s}  {verdict(row)}")
-    return 1 if failed else 0
+        print(f"{row['env_id']:22s} {row['algo']:10s} train {cell(row['stats']['train']):>24s}  "
+              f"eval {cell(row['stats']['eval']):>24s}  {row['verdict']}")
+    return 1 if any(r["verdict"] in ("FAIL", "missing") for r in rows) else 0
 
 
 if __name__ == "__main__":
