@@ -1,53 +1,64 @@
-"""Write the results table into README.md from the committed reports' data.
+"""Write the results table into README.md from the committed records.
 
     python benchmarks/readme.py
 
-Reads benchmarks/results/{suite}/curves.json (written by run.py) and replaces the block between
-`<!-- results:start -->` and `<!-- results:end -->` in README.md.
+Reads benchmarks/results/{suite}/runs.jsonl (written by run.py) and thresholds.json, and replaces
+the block between `<!-- results:start -->` and `<!-- results:end -->` in README.md with, per suite,
+env and script, the IQM [95% CI] over seeds of the training and of the evaluation return.
 """
 
 from __future__ import annotations
 
-import json
+import importlib.util
 import os
-
-import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-
-
-def cell(row: dict) -> str:
-    finals = [f for f in row["final"] if f is not None]
-    if not finals:
-        return "not run"
-    text = f"{np.mean(finals):.1f} ± {np.std(finals):.1f} ({len(finals)} seeds)"
-    threshold = row["spec"].get("threshold")
-    if threshold is not None:
-        value = min(finals) if row["spec"].get("rule") == "each" else np.mean(finals)
-        text += " ✓" if value >= threshold else f" ✗ (target {threshold})"
-    return text
+_spec = importlib.util.spec_from_file_location("bench_run", os.path.join(ROOT, "benchmarks", "run.py"))
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
 
 
 def table() -> str:
     lines = []
-    for suite in ("quick", "mujoco"):
-        path = os.path.join(ROOT, "benchmarks", "results", suite, "curves.json")
-        if not os.path.exists(path):
+    for suite, config in bench.load_suites().items():
+        records = bench.read_records(os.path.join(bench.BENCH, "results", suite, "runs.jsonl"))
+        previous = os.path.join("benchmarks", "results", "previous", suite, "report.md")
+        if not os.path.exists(os.path.join(ROOT, previous)):
+            previous = None
+        if not records:
+            if previous:
+                lines += [f"**{suite}**: no run of the current scripts recorded yet; the last report, made by older "
+                          f"versions of the scripts with mean ± std over 3–10 seeds, is [{previous}]({previous}).", ""]
             continue
-        with open(path) as f:
-            rows = json.load(f)
-        algos = [a for a in ("ppo", "trpo", "reinforce") if any(r["algo"] == a and r["seeds"] for r in rows)]
-        envs = sorted({r["env_id"] for r in rows if r["algo"] in algos})
-        lines += [f"**{suite}** ([report](benchmarks/results/{suite}/report.md))", "",
-                  "| env | steps | " + " | ".join(algos) + " |", "| --- | ---: |" + " ---: |" * len(algos)]
-        for env in envs:
-            by_algo = {r["algo"]: r for r in rows if r["env_id"] == env}
-            steps = {by_algo[a]["spec"]["timesteps"] for a in algos if a in by_algo}
-            steps_text = "/".join(f"{s:,}" for s in sorted(steps))
-            cells = [cell(by_algo[a]) if a in by_algo else "-" for a in algos]
-            lines.append(f"| {env} | {steps_text} | " + " | ".join(cells) + " |")
-        lines += [""] + [f"![{e}](benchmarks/results/{suite}/{e}.png)" for e in envs] + [""]
+        code, mixed = bench.code_of(records)
+        commits = sorted({c for shas in code.values() for cs in shas.values() for c in cs})
+        algos = [a for a in bench.ALGOS if any(r["algo"] == a for r in records)]
+        lines += [f"**{suite}** ([report](benchmarks/results/{suite}/report.md), code `{', '.join(commits)}`"
+                  + (", MIXED" if mixed else "") + "): IQM [95% CI] over seeds, training return / deterministic evaluation return", "",
+                  "| env | steps | seeds | " + " | ".join(algos) + " |", "| --- | ---: | ---: |" + " ---: |" * len(algos)]
+        for env_id in sorted(config):
+            cells, steps, seeds = [], set(), set()
+            for algo in algos:
+                spec = config[env_id].get(algo)
+                mine = [r for r in records if r["env_id"] == env_id and r["algo"] == algo
+                        and spec and r["timesteps"] == spec["timesteps"]]
+                if not mine:
+                    cells.append("not run")
+                    continue
+                steps.add(spec["timesteps"])
+                seeds.add(len(mine))
+                train = bench.seed_stats([r["final_return_mean"] for r in mine])
+                evaluation = bench.seed_stats([r["eval_return_mean"] for r in mine])
+                verdict = bench.verdict(spec, train, len(mine), [r["final_return_mean"] for r in mine])
+                mark = {"PASS": " ✓", "FAIL": f" ✗ (target {spec.get('threshold')})"}.get(verdict, "")
+                cells.append(f"{bench.cell(train, 0)} / {bench.cell(evaluation, 0)}{mark}")
+            lines.append(f"| {env_id} | {'/'.join(f'{s:,}' for s in sorted(steps))} | "
+                         f"{'/'.join(map(str, sorted(seeds)))} | " + " | ".join(cells) + " |")
+        if previous:
+            lines += ["", f"Envs and scripts not run yet: see the report of older versions of the scripts "
+                          f"(mean ± std over 3–10 seeds), [{previous}]({previous})."]
+        lines += [""] + [f"![{e}](benchmarks/results/{suite}/{bench.file_name(e)}.png)" for e in sorted(config)] + [""]
     return "\n".join(lines)
 
 

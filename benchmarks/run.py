@@ -17,8 +17,10 @@ failed run is reported and the others go on.
 Each finished run becomes a compact record (summary, binned training and evaluation curves, the
 commit and script sha256 it ran, the harness command, the machine) in
 benchmarks/results/{suite}/runs.jsonl, which is committed: `--report-only` rebuilds the report and
-plots from the repository alone. A report aggregates runs of one commit only, unless
-`--allow-mixed` is given (the report then says so at the top).
+plots from the repository alone, and a run recorded there by the script as it is now is not run
+again, so a suite can be worked through in several goes on several machines. A report aggregates
+the runs of one version of each script only (by the script's sha256; the commits are listed),
+unless `--allow-mixed` is given (the report then says so at the top).
 
 Statistics (rliable, Agarwal et al. 2021): per (algo, env), over seeds, the interquartile mean (IQM)
 with a 95% stratified-bootstrap confidence interval, mean +- std and median, of the training return
@@ -107,6 +109,8 @@ def plan_grid(suites: dict, suite: str | None, envs: list[str] | None, algos: li
     for env_id in envs or list(config):
         for algo in algos:
             spec = dict(config.get(env_id, {}).get(algo, {}))
+            if not spec and not envs:
+                continue  # the suite does not run this script on this env
             if not spec and steps is None:
                 raise HarnessError(f"{env_id} with {algo} has no budget in suite {name!r}: give --steps")
             if steps is not None and spec.get("timesteps") != steps:
@@ -273,10 +277,16 @@ def run_ray(todo: list[dict], address: str | None, workers: int, progress: Progr
         ray.shutdown()
 
 
-def run_jobs(jobs: list[dict], backend: str, workers: int, address: str | None, command: str) -> None:
-    todo = [j for j in jobs if completed_run(j["out"]) is None]
+def run_jobs(jobs: list[dict], backend: str, workers: int, address: str | None, command: str, saved: dict) -> None:
+    """Run the jobs that have no finished run, neither here nor in the committed records (`saved`,
+    by record_key) made by the script as it is now: a suite can be worked through in several goes,
+    on several machines, with the records committed in between."""
+    current = {algo: script_sha256(algo) for algo in {j["algo"] for j in jobs}}
+    recorded = [j for j in jobs if saved.get(job_key(j), {}).get("sha256") == current[j["algo"]]]
+    todo = [j for j in jobs if completed_run(j["out"]) is None and j not in recorded]
     where = f"Ray ({address or 'a local instance'})" if backend == "ray" else f"{workers} local workers"
-    print(f"{len(jobs) - len(todo)} of {len(jobs)} runs already done; running {len(todo)} on {where}", flush=True)
+    print(f"{len(jobs) - len(todo)} of {len(jobs)} runs already done ({len(recorded)} in the committed records); "
+          f"running {len(todo)} on {where}", flush=True)
     if not todo:
         return
     harness = {"commit": commit(), "command": command, "machine": machine(), "backend": backend}
@@ -320,11 +330,8 @@ def binned_curve(steps: np.ndarray, values: np.ndarray, grid: np.ndarray) -> np.
 
 
 def curve_grids(steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """The training curve's grid and the evaluation curve's (whole batches overshoot `steps` a little)."""
-    train = np.linspace(0, steps, CURVE_POINTS + 1)[1:]
-    evaluation = np.linspace(0, steps, EVAL_POINTS + 1)[1:]
-    evaluation[-1] = np.inf  # the final evaluation, at the last whole batch
-    return train, evaluation
+    """The training curve's grid and the evaluation curve's."""
+    return np.linspace(0, steps, CURVE_POINTS + 1)[1:], np.linspace(0, steps, EVAL_POINTS + 1)[1:]
 
 
 def rounded(values) -> list:
@@ -337,6 +344,10 @@ def make_record(job: dict, run_dir: str) -> dict:
     harness_path = os.path.join(job["out"], "harness.json")
     harness = read_json(harness_path) if os.path.exists(harness_path) else {}
     train_grid, eval_grid = curve_grids(job["spec"]["timesteps"])
+    train_grid[-1] = eval_grid[-1] = max(train_grid[-1], summary["global_step"])  # whole batches overshoot a little
+    eval_curve = binned_curve(*read_metric(run_dir, "eval/return_mean"), eval_grid)
+    if summary.get("eval_return_mean") is not None:
+        eval_curve[-1] = summary["eval_return_mean"]  # the last point is the final evaluation
     return {
         "algo": job["algo"], "env_id": job["env_id"], "seed": job["seed"], "timesteps": job["spec"]["timesteps"],
         "commit": harness.get("commit", "not recorded"), "sha256": config.get("sha256"),
@@ -345,12 +356,16 @@ def make_record(job: dict, run_dir: str) -> dict:
         **{k: summary.get(k) for k in ("global_step", "final_return_mean", "eval_return_mean", "eval_return_std",
                                         "episodes", "wall_time_s", "sps")},
         "train_curve": rounded(binned_curve(*read_metric(run_dir, "charts/episodic_return"), train_grid)),
-        "eval_curve": rounded(binned_curve(*read_metric(run_dir, "eval/return_mean"), eval_grid)),
+        "eval_curve": rounded(eval_curve),
     }
 
 
 def record_key(record: dict) -> tuple:
     return record["algo"], record["env_id"], record["seed"], record["timesteps"]
+
+
+def job_key(job: dict) -> tuple:
+    return job["algo"], job["env_id"], job["seed"], job["spec"]["timesteps"]
 
 
 def read_records(path: str) -> list[dict]:
@@ -367,7 +382,7 @@ def collect_records(jobs: list[dict], path: str) -> list[dict]:
     records = []
     for job in jobs:
         run = completed_run(job["out"])
-        key = (job["algo"], job["env_id"], job["seed"], job["spec"]["timesteps"])
+        key = job_key(job)
         record = make_record(job, run) if run is not None else saved.get(key)
         if record is not None:
             saved[key] = record
@@ -379,14 +394,26 @@ def collect_records(jobs: list[dict], path: str) -> list[dict]:
     return records
 
 
-def code_of(records: list[dict]) -> tuple[list[str], bool]:
-    """The commits the records ran, and whether they mix code: more than one commit, or one
-    script with more than one sha256."""
-    commits = sorted({r["commit"] for r in records})
-    scripts = collections.defaultdict(set)
+def script_sha256(algo: str) -> str:
+    import hashlib
+
+    with open(os.path.join(ROOT, f"{algo}.py"), "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def code_of(records: list[dict]) -> tuple[dict, bool]:
+    """Per script, the sha256s of the files that made the records and the commits they ran at; and
+    whether the records mix code (a script with more than one sha256). Commits that differ only
+    outside the scripts (the harness, the tests) ran the same code."""
+    code = collections.defaultdict(lambda: collections.defaultdict(set))
     for r in records:
-        scripts[r["algo"]].add(r["sha256"])
-    return commits, len(commits) > 1 or any(len(s) > 1 for s in scripts.values())
+        code[r["algo"]][r["sha256"]].add(r["commit"])
+    return {a: {s: sorted(c) for s, c in v.items()} for a, v in sorted(code.items())}, any(len(v) > 1 for v in code.values())
+
+
+def describe_code(code: dict) -> str:
+    return "; ".join(f"{algo}.py " + ", ".join(f"sha256 {sha[:12]} (commit {', '.join(commits)})" for sha, commits in shas.items())
+                     for algo, shas in code.items()) or "no runs"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -530,18 +557,17 @@ def summarize(grid: dict, records: list[dict], seeds: list[int]) -> list[dict]:
 
 
 def write_report(suite: str, rows: list[dict], records: list[dict], randoms: dict, aggregate: dict,
-                 out_dir: str, mixed: bool, commits: list[str]) -> str:
+                 out_dir: str, mixed: bool, code: dict) -> str:
     commands = sorted({r["command"] for r in records})
     machines = collections.defaultdict(set)
     for r in records:
         machines[r["machine"]].add(r["algo"])
     lines = [f"# Benchmark: {suite} suite", ""]
     if mixed:
-        lines += ["**MIXED CODE: these runs were made by different code (aggregated with --allow-mixed): "
-                  + ", ".join(f"`{c}`" for c in commits) + ". Do not compare the rows as one measurement.**", ""]
+        lines += ["**MIXED CODE: these runs were made by different versions of a script (aggregated with "
+                  f"--allow-mixed): {describe_code(code)}. Do not read the rows as one measurement.**", ""]
     lines += [
-        "- code of the runs: " + (", ".join(f"`{c}`" for c in commits) or "no runs")
-        + "; each script's sha256 is in runs.jsonl",
+        f"- code of the runs: {describe_code(code)}",
         "- made by: " + ("; ".join(f"`{c}`" for c in commands) or "no runs"),
         "- machine of the runs: " + ("; ".join(f"{m} ({', '.join(sorted(a))})" for m, a in sorted(machines.items())) or "none")
         + "; one torch thread per run, CPU",
@@ -618,8 +644,7 @@ def plot_curves(rows: list[dict], out_dir: str) -> list[str]:
         for ax, (metric, (_, meaning)) in zip(axes, METRICS.items()):
             for row in mine:
                 steps = row["spec"]["timesteps"]
-                grid = curve_grids(steps)[0 if metric == "train" else 1].copy()
-                grid[-1] = steps
+                grid = curve_grids(steps)[0 if metric == "train" else 1]
                 curves = np.asarray([r[f"{metric}_curve"] for r in row["records"]], dtype=np.float64)
                 with warnings.catch_warnings():  # grid points before any seed's first value are all-NaN
                     warnings.simplefilter("ignore", RuntimeWarning)
@@ -652,7 +677,7 @@ def plot_curves(rows: list[dict], out_dir: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------------
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--suite", help="a suite of thresholds.json (quick, mujoco), or a new name for a custom grid "
@@ -672,6 +697,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dry-run", action="store_true", help="print each run's command and exit")
     parser.add_argument("--report-only", action="store_true", help="run nothing: report the finished runs and committed records")
     parser.add_argument("--allow-mixed", action="store_true", help="aggregate runs of different code (the report says so)")
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be >= 1")
@@ -701,14 +731,16 @@ def main(argv: list[str] | None = None) -> int:
                 import ray  # noqa: F401
             except ImportError:
                 raise HarnessError("--backend ray needs Ray: pip install -r requirements-dev.txt") from None
-        if not args.report_only:
-            run_jobs(jobs, args.backend, args.workers, args.address, command)
         out_dir = os.path.join(args.results_dir, suite)
-        records = collect_records(jobs, os.path.join(out_dir, "runs.jsonl"))
-        commits, mixed = code_of(records)
+        records_path = os.path.join(out_dir, "runs.jsonl")
+        if not args.report_only:
+            run_jobs(jobs, args.backend, args.workers, args.address, command,
+                     {record_key(r): r for r in read_records(records_path)})
+        records = collect_records(jobs, records_path)
+        code, mixed = code_of(records)
         if mixed and not args.allow_mixed:
-            raise HarnessError(f"the runs were made by different code ({', '.join(commits)}, or one script with several "
-                               "sha256): rerun them at one commit, or report them anyway with --allow-mixed")
+            raise HarnessError(f"the runs were made by different code ({describe_code(code)}): rerun them with one "
+                               "version of each script, or report them anyway with --allow-mixed")
     except HarnessError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -718,7 +750,7 @@ def main(argv: list[str] | None = None) -> int:
     randoms = random_returns(sorted(grid), os.path.join(out_dir, "random.json"))
     rows = summarize(grid, records, seeds)
     aggregate = aggregate_scores(records, grid, randoms)
-    report = write_report(suite, rows, records, randoms, aggregate, out_dir, mixed, commits)
+    report = write_report(suite, rows, records, randoms, aggregate, out_dir, mixed, code)
     plot_curves(rows, out_dir)
     print(f"wrote {report}")
     for row in rows:

@@ -1,4 +1,5 @@
-"""The benchmark harness on tiny fake runs: parsing, aggregation, report, plots and exit code."""
+"""The benchmark harness: grid and flags, statistics on fixed data, records, reports, code mixing,
+and both backends on a tiny real suite (the Ray one on a local Ray instance)."""
 
 import importlib.util
 import json
@@ -16,35 +17,56 @@ spec = importlib.util.spec_from_file_location("bench_run", os.path.join(ROOT, "b
 bench = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(bench)
 
-CONFIG = {"quick": {
-    "Fake-v0": {"ppo": {"timesteps": 1000, "threshold": 100, "rule": "each", "reference": "ref A"}},
-    "Other-v1": {"ppo": {"timesteps": 1000, "threshold": 50, "rule": "mean", "reference": "ref B"},
-                 "trpo": {"timesteps": 1000, "threshold": None, "rule": "mean", "reference": "ref C"}},
+SUITES = {"quick": {
+    "Fake-v0": {"ppo": {"timesteps": 1000, "threshold": 100, "rule": "each", "reference": "ref A",
+                        "reference_return": 200, "reference_metric": "train"}},
+    "Other-v1": {"ppo": {"timesteps": 1000, "threshold": 50, "rule": "iqm", "reference": "ref B",
+                         "reference_return": 100, "reference_metric": "eval"},
+                 "trpo": {"timesteps": 1000, "threshold": None, "rule": "iqm", "reference": "ref C"}},
 }}
+RANDOM = {"Fake-v0": {"return_mean": 0.0, "return_std": 0.0, "episodes": 100},
+          "Other-v1": {"return_mean": 20.0, "return_std": 0.0, "episodes": 100}}
 
 
-def fake_run(runs_dir, algo, env_id, seed, returns, name="run"):
-    """A finished run as the scripts write it: metrics.jsonl with episodes, and summary.json."""
-    run_dir = os.path.join(runs_dir, "quick", algo, env_id, f"seed{seed}", name)
+@pytest.fixture(autouse=True)
+def few_resamples(monkeypatch):
+    monkeypatch.setattr(bench, "BOOTSTRAP_REPS", 500)
+
+
+def fake_run(tmp_path, algo, env_id, seed, returns, eval_return=None, commit="abc1234", sha256=None, name="run"):
+    """A finished run as the scripts and the harness leave it: metrics.jsonl with training episodes
+    and evaluations, summary.json, config.json, and the harness's harness.json."""
+    out = os.path.join(tmp_path, "runs", "quick", algo, env_id, f"seed{seed}")
+    run_dir = os.path.join(out, name)
     os.makedirs(run_dir)
-    steps = np.linspace(100, 1000, len(returns)).astype(int)
+    eval_return = float(np.mean(returns)) if eval_return is None else eval_return
     with open(os.path.join(run_dir, "metrics.jsonl"), "w") as f:
-        for step, ret in zip(steps, returns):
-            f.write(json.dumps({"global_step": int(step), "time": 0.1, "charts/episodic_return": ret,
-                                "charts/episodic_length": 10}) + "\n")
-            f.write(json.dumps({"global_step": int(step), "time": 0.1, "losses/approx_kl": 0.01}) + "\n")
-    with open(os.path.join(run_dir, "summary.json"), "w") as f:
-        json.dump({"algo": algo, "env_id": env_id, "seed": seed, "total_timesteps": 1000, "global_step": 1000,
-                   "wall_time_s": 12.0, "sps": 83.3, "episodes": len(returns),
-                   "final_return_mean": float(np.mean(returns[-100:]))}, f)
+        for step, ret in zip(np.linspace(100, 1000, len(returns)).astype(int), returns):
+            f.write(json.dumps({"global_step": int(step), "time": 0.1, "charts/episodic_return": ret}) + "\n")
+        f.write(json.dumps({"global_step": 1024, "time": 0.2, "eval/return_mean": eval_return}) + "\n")
+    summary = {"algo": algo, "env_id": env_id, "seed": seed, "total_timesteps": 1024, "global_step": 1024,
+               "wall_time_s": 12.0, "sps": 85.3, "episodes": len(returns), "interrupted": False,
+               "final_return_mean": float(np.mean(returns[-100:])), "eval_return_mean": eval_return, "eval_return_std": 0.0}
+    for name_, content in [("summary.json", summary), ("config.json", {"sha256": sha256 or f"sha-{algo}"})]:
+        with open(os.path.join(run_dir, name_), "w") as f:
+            json.dump(content, f)
+    with open(os.path.join(out, "harness.json"), "w") as f:
+        json.dump({"commit": commit, "command": "python benchmarks/run.py --suite quick", "machine": "m", "backend": "local"}, f)
 
 
-def harness(tmp_path, *extra):
+def harness(tmp_path, *extra, algos=("ppo", "trpo"), seeds="2"):
     thresholds = tmp_path / "thresholds.json"
-    thresholds.write_text(json.dumps(CONFIG))
-    return bench.main(["--suite", "quick", "--algos", "ppo", "trpo", "--seeds", "2", "--report-only",
+    thresholds.write_text(json.dumps(SUITES))
+    results = tmp_path / "results" / "quick"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "random.json").write_text(json.dumps(RANDOM))
+    return bench.main(["--suite", "quick", "--algos", *algos, "--seeds", seeds, "--report-only",
                        "--runs-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results"),
                        "--thresholds", str(thresholds), *extra])
+
+
+def report(tmp_path):
+    return (tmp_path / "results" / "quick" / "report.md").read_text()
 
 
 def test_binned_curve_means_each_window_and_carries_forward():
@@ -55,119 +77,210 @@ def test_binned_curve_means_each_window_and_carries_forward():
     assert np.isnan(bench.binned_curve(steps, returns, np.array([5.0, 10.0]))[0])
 
 
-def test_all_thresholds_met_exit_code_0_report_and_plots(tmp_path):
-    runs = tmp_path / "runs"
-    fake_run(runs, "ppo", "Fake-v0", 1, [100.0, 120.0])
-    fake_run(runs, "ppo", "Fake-v0", 2, [100.0, 104.0])
-    fake_run(runs, "ppo", "Other-v1", 1, [40.0, 60.0])
-    fake_run(runs, "ppo", "Other-v1", 2, [50.0, 70.0])
-    fake_run(runs, "trpo", "Other-v1", 1, [1.0, 2.0])
+def test_seed_statistics_against_hand_computed_values():
+    stats = bench.seed_stats([8.0, 1.0, 7.0, 2.0, 6.0, 3.0, 5.0, 4.0])
+    assert stats["iqm"] == pytest.approx(4.5)  # the middle half, 3..6
+    assert stats["mean"] == pytest.approx(4.5) and stats["median"] == pytest.approx(4.5)
+    assert stats["std"] == pytest.approx(np.sqrt(5.25)) and stats["n"] == 8
+    assert 1.0 <= stats["low"] < 4.5 < stats["high"] <= 8.0
+    assert bench.seed_stats([1.0, 2.0, 3.0, 100.0])["iqm"] == pytest.approx(2.5)  # an outlier seed does not count
+    # two seeds a < b: a resample is (a, a), (b, b) or (a, b) with probabilities 1/4, 1/4, 1/2, so the
+    # bootstrap IQM is a, b or (a + b) / 2 and its 2.5% and 97.5% percentiles are exactly a and b
+    two = bench.seed_stats([20.4, 21.2, None])
+    assert (two["iqm"], two["low"], two["high"], two["n"]) == pytest.approx((20.8, 20.4, 21.2, 2))
+    same = bench.seed_stats([5.0, 5.0, 5.0])
+    assert (same["low"], same["high"]) == (5.0, 5.0)
+    assert bench.seed_stats([None]) is None
+
+
+def test_normalized_scores_and_their_aggregate_over_envs():
+    assert bench.normalized(60.0, 20.0, 100.0) == pytest.approx(0.5)
+    assert bench.normalized(None, 20.0, 100.0) is None
+    records = [{"algo": "ppo", "env_id": "Fake-v0", "seed": s, "final_return_mean": f, "eval_return_mean": 0.0}
+               for s, f in [(1, 0.0), (2, 100.0), (3, 200.0), (4, 400.0)]]
+    records += [{"algo": "ppo", "env_id": "Other-v1", "seed": s, "final_return_mean": 0.0, "eval_return_mean": e}
+                for s, e in [(1, 20.0), (2, 60.0), (3, 100.0)]]  # seed 4 missing: the aggregate uses seeds 1-3
+    agg = bench.aggregate_scores(records, SUITES["quick"], RANDOM)["ppo"]
+    assert agg["envs"] == ["Fake-v0", "Other-v1"] and agg["seeds"] == [1, 2, 3]
+    # scores (Fake-v0 on training returns / 200, Other-v1 on evaluation returns: (e - 20) / 80):
+    # 0, 0.5, 1 and 0, 0.5, 1; the IQM of the six drops one from each end: mean(0, 0.5, 0.5, 1) = 0.5
+    assert agg["iqm"] == pytest.approx(0.5) and agg["low"] <= 0.5 <= agg["high"]
+
+
+@pytest.mark.parametrize("text, seeds", [("3", [1, 2, 3]), ("4-6", [4, 5, 6]), ("1,4,9", [1, 4, 9]), ("0-1", [0, 1])])
+def test_seeds_flag(text, seeds):
+    assert bench.parse_seeds(text) == seeds
+
+
+def test_thresholds_checked_on_the_stated_statistic_report_plots_and_exit_code(tmp_path):
+    fake_run(tmp_path, "ppo", "Fake-v0", 1, [100.0, 120.0])
+    fake_run(tmp_path, "ppo", "Fake-v0", 2, [100.0, 104.0])
+    fake_run(tmp_path, "ppo", "Other-v1", 1, [40.0, 60.0], eval_return=60.0)
+    fake_run(tmp_path, "ppo", "Other-v1", 2, [50.0, 70.0], eval_return=100.0)
+    fake_run(tmp_path, "trpo", "Other-v1", 1, [1.0, 2.0])
+    fake_run(tmp_path, "trpo", "Other-v1", 2, [1.0, 2.0])
     assert harness(tmp_path) == 0
-    report = (tmp_path / "results" / "quick" / "report.md").read_text()
-    assert "| Fake-v0 | ppo | 1,000 | 1,2 | 106.0 ± 4.0 | 100 | each | PASS | ref A |" in report
-    assert "| Other-v1 | ppo | 1,000 | 1,2 | 55.0 ± 5.0 | 50 | mean | PASS | ref B |" in report
-    assert "| Other-v1 | trpo | 1,000 | 1 | 1.5 ± 0.0 | - | mean | - | ref C |" in report
-    assert "commit `" in report and "cores" in report
+    text = report(tmp_path)
+    assert "| Fake-v0 | ppo | 1,000 | 2 | 106.0 [102.0, 110.0] | 106.0 ± 4.0 | 106.0 | 100 | each | PASS | ref A |" in text
+    assert "| Other-v1 | ppo | 1,000 | 2 | 55.0 [50.0, 60.0] | 55.0 ± 5.0 | 55.0 | 50 | iqm | PASS |" in text
+    assert "| Other-v1 | trpo | 1,000 | 2 | 1.5 [1.5, 1.5] | 1.5 ± 0.0 | 1.5 | - | - | - | ref C |" in text
+    assert "| Other-v1 | ppo | 1,000 | 2 | 80.0 [60.0, 100.0] | 80.0 ± 20.0 | 80.0 |  |  |  | ref B |" in text  # evaluation
+    # normalized: Fake-v0 0.55, 0.51 (training / 200); Other-v1 0.5, 1.0 ((eval - 20) / 80): IQM of 4 = mean of middle 2
+    assert "| ppo | Fake-v0, Other-v1 | 2 | 0.53 [" in text
+    assert "code of the runs: ppo.py sha256 sha-ppo (commit abc1234); trpo.py sha256 sha-trpo (commit abc1234)" in text
+    assert "MIXED" not in text
+    assert "made by: `python benchmarks/run.py --suite quick`" in text
     assert (tmp_path / "results" / "quick" / "Fake-v0.png").stat().st_size > 1000
-    assert (tmp_path / "results" / "quick" / "Other-v1.png").exists()
-    curves = json.loads((tmp_path / "results" / "quick" / "curves.json").read_text())
-    assert {c["algo"] for c in curves} == {"ppo", "trpo"}
+    records = bench.read_records(str(tmp_path / "results" / "quick" / "runs.jsonl"))
+    assert len(records) == 6 and records[0]["eval_curve"][-1] is not None
 
-
-def test_a_missed_threshold_gives_exit_code_1(tmp_path):
-    runs = tmp_path / "runs"
-    fake_run(runs, "ppo", "Fake-v0", 1, [200.0, 300.0])
-    fake_run(runs, "ppo", "Fake-v0", 2, [90.0, 99.0])  # 'each': one seed below 100 fails the row
-    fake_run(runs, "ppo", "Other-v1", 1, [100.0])
-    fake_run(runs, "ppo", "Other-v1", 2, [100.0])
+    shutil.rmtree(tmp_path / "runs" / "quick" / "ppo" / "Fake-v0" / "seed2")
+    fake_run(tmp_path, "ppo", "Fake-v0", 2, [90.0, 99.0])  # rule 'each': one seed below 100 fails the row
     assert harness(tmp_path) == 1
-    report = (tmp_path / "results" / "quick" / "report.md").read_text()
-    assert "| Fake-v0 | ppo | 1,000 | 1,2 | 172.2 ± 77.8 | 100 | each | FAIL |" in report
-    assert "| Other-v1 | ppo | 1,000 | 1,2 | 100.0 ± 0.0 | 50 | mean | PASS |" in report
+    assert "| Fake-v0 | ppo | 1,000 | 2 | 102.2 [94.5, 110.0] | 102.2 ± 7.8 | 102.2 | 100 | each | FAIL |" in report(tmp_path)
 
 
-def test_missing_runs_count_as_a_miss(tmp_path):
-    fake_run(tmp_path / "runs", "ppo", "Fake-v0", 1, [200.0])
-    fake_run(tmp_path / "runs", "ppo", "Fake-v0", 2, [200.0])
-    assert harness(tmp_path) == 1  # Other-v1 has no ppo runs
+def test_the_committed_records_alone_rebuild_the_report(tmp_path):
+    for seed in (1, 2):
+        fake_run(tmp_path, "ppo", "Fake-v0", seed, [100.0 + seed, 120.0])
+        fake_run(tmp_path, "ppo", "Other-v1", seed, [60.0])
+    assert harness(tmp_path, algos=("ppo",)) == 0
+    before = report(tmp_path)
+    shutil.rmtree(tmp_path / "runs")
+    assert harness(tmp_path, algos=("ppo",)) == 0
+    assert report(tmp_path).split("- report written")[1] == before.split("- report written")[1]
 
 
-def test_unfinished_runs_are_rerun_and_finished_ones_are_not(tmp_path):
-    runs = tmp_path / "runs" / "quick"
-    fake_run(tmp_path / "runs", "ppo", "Fake-v0", 1, [200.0])
-    os.makedirs(runs / "ppo" / "Fake-v0" / "seed2" / "interrupted")  # no summary.json
-    jobs = bench.plan_jobs(CONFIG["quick"], ["ppo"], [1, 2], str(runs))
-    todo = [j for j in jobs if bench.completed_run(j["out"]) is None]
-    assert [(j["env_id"], j["seed"]) for j in todo] == [("Fake-v0", 2), ("Other-v1", 1), ("Other-v1", 2)]
-    assert "--total-timesteps" in todo[0]["cmd"] and "1000" in todo[0]["cmd"]
+def test_runs_of_different_code_are_refused_unless_allowed(tmp_path, capsys):
+    fake_run(tmp_path, "ppo", "Fake-v0", 1, [150.0])
+    fake_run(tmp_path, "ppo", "Fake-v0", 2, [150.0], commit="def5678")  # another commit, the same ppo.py
+    fake_run(tmp_path, "ppo", "Other-v1", 1, [60.0])
+    fake_run(tmp_path, "ppo", "Other-v1", 2, [60.0])
+    assert harness(tmp_path, algos=("ppo",)) == 0
+    assert "- code of the runs: ppo.py sha256 sha-ppo (commit abc1234, def5678)" in report(tmp_path)
+    shutil.rmtree(tmp_path / "runs" / "quick" / "ppo" / "Fake-v0" / "seed2")
+    fake_run(tmp_path, "ppo", "Fake-v0", 2, [150.0], sha256="edited", commit="def5678")  # ppo.py changed
+    (tmp_path / "results" / "quick" / "report.md").unlink()
+    assert harness(tmp_path, algos=("ppo",)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the runs were made by different code (ppo.py sha256 sha-ppo (commit abc1234), "
+                          "sha256 edited (commit def5678))") and err.count("\n") == 1
+    assert not (tmp_path / "results" / "quick" / "report.md").exists()
+    assert harness(tmp_path, "--allow-mixed", algos=("ppo",)) == 0
+    assert report(tmp_path).splitlines()[2].startswith("**MIXED CODE")
 
 
-def test_dry_run_prints_one_command_per_run():
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--suite", "mujoco",
-                           "--algos", "ppo", "--seeds", "2", "--dry-run"], capture_output=True, text=True)
-    assert proc.returncode == 0
+def test_runs_in_the_committed_records_made_by_the_current_script_are_not_run_again(tmp_path, capsys, monkeypatch):
+    spec = {"timesteps": 1000}
+    jobs = [{"algo": "ppo", "env_id": "Fake-v0", "seed": s, "spec": spec, "out": str(tmp_path / f"seed{s}"), "flags": []}
+            for s in (1, 2)]
+    saved = {("ppo", "Fake-v0", 1, 1000): {"sha256": bench.script_sha256("ppo")},
+             ("ppo", "Fake-v0", 2, 1000): {"sha256": "an older ppo.py"}}
+    ran = []
+    monkeypatch.setattr(bench, "run_local", lambda todo, workers, progress: ran.extend(todo))
+    bench.run_jobs(jobs, "local", 1, None, "cmd", saved)
+    assert [j["seed"] for j in ran] == [2]
+    assert "1 of 2 runs already done (1 in the committed records); running 1" in capsys.readouterr().out
+
+
+def test_a_missing_run_is_a_miss(tmp_path):
+    fake_run(tmp_path, "ppo", "Fake-v0", 1, [200.0])
+    fake_run(tmp_path, "ppo", "Fake-v0", 2, [200.0])
+    assert harness(tmp_path, algos=("ppo",)) == 1  # Other-v1 has no ppo runs
+    assert "| Other-v1 | ppo | 1,000 | 0 | n/a | n/a | n/a | 50 | iqm | missing |" in report(tmp_path)
+
+
+def test_custom_grids_and_dry_run(tmp_path):
+    suites = bench.load_suites()
+    name, grid = bench.plan_grid(suites, None, ["Acrobot-v1", "Hopper-v4"], ["ppo", "trpo"], 5000)
+    assert name == "custom" and set(grid) == {"Acrobot-v1", "Hopper-v4"}
+    assert grid["Hopper-v4"]["ppo"]["timesteps"] == 5000 and "threshold" not in grid["Hopper-v4"]["ppo"]
+    _, grid = bench.plan_grid(suites, "mujoco", ["Hopper-v4"], ["trpo"], None)
+    assert grid == {"Hopper-v4": {"trpo": suites["mujoco"]["Hopper-v4"]["trpo"]}}
+    jobs = bench.plan_jobs(grid, [3, 7], str(tmp_path))
+    assert [j["seed"] for j in jobs] == [3, 7]
+    assert jobs[0]["flags"][-2:] == ["--eval-every", "100000"]
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--envs", "CartPole-v1",
+                           "--algos", "ppo", "reinforce", "--steps", "4096", "--seeds", "2-3", "--dry-run"],
+                          capture_output=True, text=True)
     lines = proc.stdout.strip().splitlines()
-    assert len(lines) == 6 and all("ppo.py" in line and "--total-timesteps 1000000" in line for line in lines)
+    assert proc.returncode == 0 and len(lines) == 4
+    assert "ppo.py --env-id CartPole-v1 --seed 2 --total-timesteps 4096 --no-cuda --eval-every 409" in lines[0]
 
 
-def test_thresholds_file_is_complete():
-    config = bench.load_thresholds()
-    assert set(config) == {"quick", "mujoco"}
-    for suite in config.values():
+@pytest.mark.parametrize("bad, message", [
+    (["--suite", "quick", "--workers", "0"], "--workers must be >= 1"),
+    (["--suite", "quick", "--steps", "0"], "--steps must be >= 1"),
+    (["--suite", "quick", "--algos", "dqn"], "no such script: dqn"),
+    (["--suite", "quick", "--address", "auto"], "--address is for --backend ray"),
+    (["--suite", "quick", "--backend", "slurm"], "invalid choice"),
+    (["--suite", "quick", "--seeds", "two"], "is not N, FIRST-LAST"),
+    (["--suite", "quick", "--seeds", "1,1"], "a repeated one"),
+    (["--suite", "nosuch"], "is not in thresholds.json"),
+    ([], "give --suite NAME"),
+    (["--envs", "Acrobot-v1"], "no budget in suite 'custom': give --steps"),
+])
+def test_bad_harness_arguments_are_one_error_line(bad, message):
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), *bad, "--dry-run"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(("error:", "run.py: error:"))
+
+
+def test_help_documents_every_flag():
+    actions = [a for a in bench.build_parser()._actions if a.dest != "help"]
+    assert len(actions) == 14 and all(a.help and len(a.help) > 10 for a in actions)
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and all(a.option_strings[0] in proc.stdout for a in actions)
+
+
+def test_thresholds_file_is_complete_and_cites_its_sources():
+    suites = bench.load_suites()
+    assert set(suites) == {"quick", "mujoco"}
+    for suite in suites.values():
         for per_algo in suite.values():
             for entry in per_algo.values():
-                assert entry["timesteps"] > 0 and entry["rule"] in ("each", "mean") and entry["reference"]
+                assert entry["timesteps"] > 0 and entry["rule"] in ("each", "iqm")
+                assert entry["reference_return"] > 0 and entry["reference_metric"] in ("train", "eval")
+                assert "(" in entry["reference"] and "REFERENCES" not in entry["reference"]
+    assert "REFERENCES" not in open(os.path.join(ROOT, "benchmarks", "thresholds.json")).read()
 
 
-@pytest.mark.parametrize("bad", [["--seeds", "0"], ["--workers", "0"]])
-def test_bad_harness_arguments(bad):
-    with pytest.raises(SystemExit) as exc:
-        bench.main(["--suite", "quick", "--dry-run", *bad])
-    assert exc.value.code == 2
-
-
-def test_keep_other_algos_renews_one_script_and_keeps_the_other_rows_with_their_machine(tmp_path):
-    runs = tmp_path / "runs"
-    for seed in (1, 2):
-        fake_run(runs, "ppo", "Fake-v0", seed, [100.0, 120.0])
-        fake_run(runs, "ppo", "Other-v1", seed, [60.0])
-    fake_run(runs, "trpo", "Other-v1", 1, [1.0, 2.0])
-    assert harness(tmp_path) == 0
-    curves_path = tmp_path / "results" / "quick" / "curves.json"
-    old = json.loads(curves_path.read_text())
-    # rows written before rows recorded their machine: it comes from the old report's header
-    curves_path.write_text(json.dumps([{k: v for k, v in r.items() if k != "machine"} for r in old]))
-    shutil.rmtree(runs / "quick" / "ppo")  # the ppo runs are gone; only the report knows them
-    shutil.rmtree(runs / "quick" / "trpo" / "Other-v1" / "seed1")
-    fake_run(runs, "trpo", "Other-v1", 1, [7.0, 9.0])
-    assert harness(tmp_path, "--algos", "trpo", "--keep-other-algos") == 0
-    report = (tmp_path / "results" / "quick" / "report.md").read_text()
-    assert "| Fake-v0 | ppo | 1,000 | 1,2 | 110.0 ± 0.0 | 100 | each | PASS | ref A |" in report
-    assert "| Other-v1 | trpo | 1,000 | 1 | 8.0 ± 0.0 | - | mean | - | ref C |" in report
-    assert "| Other-v1 | trpo | 1,000 | 1 | 1.5" not in report
-    machine = bench.machine()
-    assert f"- machine of the runs: {machine} (ppo, trpo)" in report
-    assert {(c["algo"], c["env_id"]) for c in json.loads(curves_path.read_text())} == {
-        ("ppo", "Fake-v0"), ("ppo", "Other-v1"), ("trpo", "Other-v1")}
-    # without the flag the other scripts' rows are dropped
-    assert harness(tmp_path, "--algos", "trpo") == 0
-    assert {c["algo"] for c in json.loads(curves_path.read_text())} == {"trpo"}
-
-
-def test_a_stopped_run_is_resumed_not_counted_as_done(tmp_path):
-    out = tmp_path / "runs" / "quick" / "ppo" / "Fake-v0" / "seed1"
-    job = {"algo": "ppo", "env_id": "Fake-v0", "seed": 1, "out": str(out), "cmd": ["python", "ppo.py", "--seed", "1"]}
-    assert bench.completed_run(str(out)) is None and bench.job_command(job) == job["cmd"]  # nothing yet
+def test_a_stopped_or_killed_run_is_resumed_not_counted_as_done(tmp_path):
+    out = tmp_path / "seed1"
+    job = {"algo": "ppo", "env_id": "Fake-v0", "seed": 1, "out": str(out), "flags": ["--seed", "1"]}
+    assert bench.completed_run(str(out)) is None and bench.resumable_run(str(out)) is None  # nothing yet
     stopped = out / "Fake-v0__ppo__1__100"
     stopped.mkdir(parents=True)
     for name, content in [("config.json", {}), ("model.pt", {}), ("summary.json", {"interrupted": True})]:
         (stopped / name).write_text(json.dumps(content))
-    assert bench.completed_run(str(out)) is None
-    assert bench.job_command(job) == ["python", "ppo.py", "--resume", str(stopped)]
+    assert bench.completed_run(str(out)) is None and bench.resumable_run(str(out)) == str(stopped)
+    assert bench.script_flags(job, bench.resumable_run(str(out)), str(out)) == ["--resume", str(stopped)]
     (stopped / "summary.json").write_text(json.dumps({"interrupted": False}))
-    assert bench.completed_run(str(out)) == str(stopped) and bench.job_command(job) == job["cmd"]
+    assert bench.completed_run(str(out)) == str(stopped) and bench.resumable_run(str(out)) is None
+    assert bench.script_flags(job, None, str(out)) == ["--seed", "1", "--output-dir", str(out)]
     killed = out / "Fake-v0__ppo__1__200"  # a kill leaves a checkpoint and no summary
     killed.mkdir()
     for name in ("config.json", "model.pt"):
         (killed / name).write_text("{}")
-    assert bench.job_command(job) == ["python", "ppo.py", "--resume", str(killed)]
+    assert bench.resumable_run(str(out)) == str(killed)
+
+
+def test_the_ray_backend_runs_a_tiny_real_suite_and_reports_as_the_local_backend(tmp_path):
+    pytest.importorskip("ray")
+    common = ["--envs", "CartPole-v1", "--algos", "ppo", "--steps", "1024", "--seeds", "2", "--workers", "2"]
+    for backend in ("local", "ray"):
+        proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), *common, "--backend", backend,
+                               "--runs-dir", str(tmp_path / backend / "runs"), "--results-dir", str(tmp_path / backend / "res")],
+                              capture_output=True, text=True, timeout=600, env=dict(os.environ, RAY_USAGE_STATS_ENABLED="0"))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "[2/2] ppo CartPole-v1" in proc.stdout
+        runs = sorted((tmp_path / backend / "runs" / "custom" / "ppo" / "CartPole-v1").glob("seed*/*/summary.json"))
+        assert len(runs) == 2  # the run directories, returned by the Ray tasks and written by the driver
+    local, ray = (bench.read_records(str(tmp_path / b / "res" / "custom" / "runs.jsonl")) for b in ("local", "ray"))
+    assert [r["backend"] for r in ray] == ["ray", "ray"]
+    same = ("seed", "final_return_mean", "eval_return_mean", "episodes", "train_curve", "eval_curve", "sha256")
+    assert [{k: r[k] for k in same} for r in local] == [{k: r[k] for k in same} for r in ray]
+    tables = [(tmp_path / b / "res" / "custom" / "report.md").read_text().split("## Training return")[1].split("## Per seed")[0]
+              for b in ("local", "ray")]
+    assert tables[0] == tables[1]
