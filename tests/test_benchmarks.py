@@ -36,7 +36,7 @@ def few_resamples(monkeypatch):
 def fake_run(tmp_path, algo, env_id, seed, returns, eval_return=None, commit="abc1234", sha256=None, name="run"):
     """A finished run as the scripts and the harness leave it: metrics.jsonl with training episodes
     and evaluations, summary.json, config.json, and the harness's harness.json."""
-    out = os.path.join(tmp_path, "runs", "quick", algo, env_id, f"seed{seed}")
+    out = os.path.join(tmp_path, "runs", "quick", algo, env_id, "1000", f"seed{seed}")
     run_dir = os.path.join(out, name)
     os.makedirs(run_dir)
     eval_return = float(np.mean(returns)) if eval_return is None else eval_return
@@ -101,10 +101,17 @@ def test_normalized_scores_and_their_aggregate_over_envs():
     records += [{"algo": "ppo", "env_id": "Other-v1", "seed": s, "final_return_mean": 0.0, "eval_return_mean": e}
                 for s, e in [(1, 20.0), (2, 60.0), (3, 100.0)]]  # seed 4 missing: the aggregate uses seeds 1-3
     agg = bench.aggregate_scores(records, SUITES["quick"], RANDOM)["ppo"]
-    assert agg["envs"] == ["Fake-v0", "Other-v1"] and agg["seeds"] == [1, 2, 3]
+    assert agg["envs"] == ["Fake-v0 (train)", "Other-v1 (eval)"] and agg["seeds"] == [1, 2, 3]
     # scores (Fake-v0 on training returns / 200, Other-v1 on evaluation returns: (e - 20) / 80):
     # 0, 0.5, 1 and 0, 0.5, 1; the IQM of the six drops one from each end: mean(0, 0.5, 0.5, 1) = 0.5
     assert agg["iqm"] == pytest.approx(0.5) and agg["low"] <= 0.5 <= agg["high"]
+
+
+def test_the_confidence_interval_resamples_seeds_within_each_env():
+    # 3 seeds x 2 envs, every seed scoring 0 on one env and 1 on the other: resampling seeds within
+    # each env always gives three 0s and three 1s, IQM 0.5, so a stratified CI is exactly [0.5, 0.5]
+    # (resampling the six scores as one pool would not be)
+    assert bench.iqm_interval(np.array([[0.0, 1.0]] * 3)) == pytest.approx((0.5, 0.5, 0.5))
 
 
 @pytest.mark.parametrize("text, seeds", [("3", [1, 2, 3]), ("4-6", [4, 5, 6]), ("1,4,9", [1, 4, 9]), ("0-1", [0, 1])])
@@ -124,17 +131,18 @@ def test_thresholds_checked_on_the_stated_statistic_report_plots_and_exit_code(t
     assert "| Fake-v0 | ppo | 1,000 | 2 | 106.0 [102.0, 110.0] | 106.0 ± 4.0 | 106.0 | 100 | each | PASS | ref A |" in text
     assert "| Other-v1 | ppo | 1,000 | 2 | 55.0 [50.0, 60.0] | 55.0 ± 5.0 | 55.0 | 50 | iqm | PASS |" in text
     assert "| Other-v1 | trpo | 1,000 | 2 | 1.5 [1.5, 1.5] | 1.5 ± 0.0 | 1.5 | - | - | - | ref C |" in text
-    assert "| Other-v1 | ppo | 1,000 | 2 | 80.0 [60.0, 100.0] | 80.0 ± 20.0 | 80.0 |  |  |  | ref B |" in text  # evaluation
+    assert "| Other-v1 | ppo | 1,000 | 2 | 80.0 [60.0, 100.0] | 80.0 ± 20.0 | 80.0 | ref B |" in text  # evaluation
+    assert "| Fake-v0 | ppo | 1,000 | 2 | 106.0 [102.0, 110.0] | 106.0 ± 4.0 | 106.0 | (training-return figure: ref A) |" in text
     # normalized: Fake-v0 0.55, 0.51 (training / 200); Other-v1 0.5, 1.0 ((eval - 20) / 80): IQM of 4 = mean of middle 2
-    assert "| ppo | Fake-v0, Other-v1 | 2 | 0.53 [" in text
+    assert "| ppo | Fake-v0 (train), Other-v1 (eval) | 2 | 0.53 [" in text
     assert "code of the runs: ppo.py sha256 sha-ppo (commit abc1234); trpo.py sha256 sha-trpo (commit abc1234)" in text
     assert "MIXED" not in text
     assert "made by: `python benchmarks/run.py --suite quick`" in text
     assert (tmp_path / "results" / "quick" / "Fake-v0.png").stat().st_size > 1000
     records = bench.read_records(str(tmp_path / "results" / "quick" / "runs.jsonl"))
-    assert len(records) == 6 and records[0]["eval_curve"][-1] is not None
+    assert len(records) == 6 and records[0]["eval_curve"] == [[1024, 110.0]]
 
-    shutil.rmtree(tmp_path / "runs" / "quick" / "ppo" / "Fake-v0" / "seed2")
+    shutil.rmtree(tmp_path / "runs" / "quick" / "ppo" / "Fake-v0" / "1000" / "seed2")
     fake_run(tmp_path, "ppo", "Fake-v0", 2, [90.0, 99.0])  # rule 'each': one seed below 100 fails the row
     assert harness(tmp_path) == 1
     assert "| Fake-v0 | ppo | 1,000 | 2 | 102.2 [94.5, 110.0] | 102.2 ± 7.8 | 102.2 | 100 | each | FAIL |" in report(tmp_path)
@@ -158,10 +166,12 @@ def test_runs_of_different_code_are_refused_unless_allowed(tmp_path, capsys):
     fake_run(tmp_path, "ppo", "Other-v1", 2, [60.0])
     assert harness(tmp_path, algos=("ppo",)) == 0
     assert "- code of the runs: ppo.py sha256 sha-ppo (commit abc1234, def5678)" in report(tmp_path)
-    shutil.rmtree(tmp_path / "runs" / "quick" / "ppo" / "Fake-v0" / "seed2")
+    shutil.rmtree(tmp_path / "runs" / "quick" / "ppo" / "Fake-v0" / "1000" / "seed2")
     fake_run(tmp_path, "ppo", "Fake-v0", 2, [150.0], sha256="edited", commit="def5678")  # ppo.py changed
     (tmp_path / "results" / "quick" / "report.md").unlink()
+    records_before = (tmp_path / "results" / "quick" / "runs.jsonl").read_text()
     assert harness(tmp_path, algos=("ppo",)) == 2
+    assert (tmp_path / "results" / "quick" / "runs.jsonl").read_text() == records_before  # a refusal writes nothing
     err = capsys.readouterr().err
     assert err.startswith("error: the runs were made by different code (ppo.py sha256 sha-ppo (commit abc1234), "
                           "sha256 edited (commit def5678))") and err.count("\n") == 1
@@ -190,16 +200,18 @@ def test_a_missing_run_is_a_miss(tmp_path):
     assert "| Other-v1 | ppo | 1,000 | 0 | n/a | n/a | n/a | 50 | iqm | missing |" in report(tmp_path)
 
 
-def test_custom_grids_and_dry_run(tmp_path):
+def test_custom_grids_suites_reported_whole_and_dry_run(tmp_path):
     suites = bench.load_suites()
-    name, grid = bench.plan_grid(suites, None, ["Acrobot-v1", "Hopper-v4"], ["ppo", "trpo"], 5000)
-    assert name == "custom" and set(grid) == {"Acrobot-v1", "Hopper-v4"}
-    assert grid["Hopper-v4"]["ppo"]["timesteps"] == 5000 and "threshold" not in grid["Hopper-v4"]["ppo"]
-    _, grid = bench.plan_grid(suites, "mujoco", ["Hopper-v4"], ["trpo"], None)
-    assert grid == {"Hopper-v4": {"trpo": suites["mujoco"]["Hopper-v4"]["trpo"]}}
-    jobs = bench.plan_jobs(grid, [3, 7], str(tmp_path))
+    name, report_grid, run_grid = bench.plan_grid(suites, None, ["Acrobot-v1", "Hopper-v4"], ["ppo", "trpo"], 5000)
+    assert name == "custom" and report_grid == run_grid and set(run_grid) == {"Acrobot-v1", "Hopper-v4"}
+    assert run_grid["Hopper-v4"]["ppo"] == {"timesteps": 5000}  # no threshold at another budget
+    name, report_grid, run_grid = bench.plan_grid(suites, "mujoco", ["Hopper-v4"], ["trpo"], None)
+    assert run_grid == {"Hopper-v4": {"trpo": suites["mujoco"]["Hopper-v4"]["trpo"]}}
+    assert report_grid == suites["mujoco"]  # the suite's report covers all of it
+    jobs = bench.plan_jobs(run_grid, [3, 7], str(tmp_path))
     assert [j["seed"] for j in jobs] == [3, 7]
-    assert jobs[0]["flags"][-2:] == ["--eval-every", "100000"]
+    assert jobs[0]["out"] == str(tmp_path / "trpo" / "Hopper-v4" / "1000000" / "seed3")  # the budget in the path
+    assert jobs[0]["flags"][-4:] == ["--eval-every", "100000", "--checkpoint-every", "100000"]
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--envs", "CartPole-v1",
                            "--algos", "ppo", "reinforce", "--steps", "4096", "--seeds", "2-3", "--dry-run"],
                           capture_output=True, text=True)
@@ -216,9 +228,11 @@ def test_custom_grids_and_dry_run(tmp_path):
     (["--suite", "quick", "--backend", "slurm"], "invalid choice"),
     (["--suite", "quick", "--seeds", "two"], "is not N, FIRST-LAST"),
     (["--suite", "quick", "--seeds", "1,1"], "a repeated one"),
-    (["--suite", "nosuch"], "is not in thresholds.json"),
+    (["--suite", "nosuch"], "or a custom grid: --envs ENV ... --steps N"),
     ([], "give --suite NAME"),
-    (["--envs", "Acrobot-v1"], "no budget in suite 'custom': give --steps"),
+    (["--envs", "Acrobot-v1"], "or a custom grid: --envs ENV ... --steps N"),
+    (["--suite", "quick", "--steps", "5000"], "has its budgets in thresholds.json"),
+    (["--suite", "quick", "--envs", "Acrobot-v1"], "Acrobot-v1 not in suite 'quick'"),
 ])
 def test_bad_harness_arguments_are_one_error_line(bad, message):
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), *bad, "--dry-run"],
@@ -267,7 +281,6 @@ def test_a_stopped_or_killed_run_is_resumed_not_counted_as_done(tmp_path):
 
 
 def test_the_ray_backend_runs_a_tiny_real_suite_and_reports_as_the_local_backend(tmp_path):
-    pytest.importorskip("ray")
     common = ["--envs", "CartPole-v1", "--algos", "ppo", "--steps", "1024", "--seeds", "2", "--workers", "2"]
     for backend in ("local", "ray"):
         proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), *common, "--backend", backend,
@@ -275,8 +288,10 @@ def test_the_ray_backend_runs_a_tiny_real_suite_and_reports_as_the_local_backend
                               capture_output=True, text=True, timeout=600, env=dict(os.environ, RAY_USAGE_STATS_ENABLED="0"))
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "[2/2] ppo CartPole-v1" in proc.stdout
-        runs = sorted((tmp_path / backend / "runs" / "custom" / "ppo" / "CartPole-v1").glob("seed*/*/summary.json"))
+        runs = sorted((tmp_path / backend / "runs" / "custom" / "ppo" / "CartPole-v1" / "1024").glob("seed*/*/config.json"))
         assert len(runs) == 2  # the run directories, returned by the Ray tasks and written by the driver
+        script = json.loads(runs[0].read_text())["command"][1]
+        assert (script == os.path.join(ROOT, "ppo.py")) == (backend == "local")  # Ray: the task's own copy
     local, ray = (bench.read_records(str(tmp_path / b / "res" / "custom" / "runs.jsonl")) for b in ("local", "ray"))
     assert [r["backend"] for r in ray] == ["ray", "ray"]
     same = ("seed", "final_return_mean", "eval_return_mean", "episodes", "train_curve", "eval_curve", "sha256")
@@ -284,3 +299,26 @@ def test_the_ray_backend_runs_a_tiny_real_suite_and_reports_as_the_local_backend
     tables = [(tmp_path / b / "res" / "custom" / "report.md").read_text().split("## Training return")[1].split("## Per seed")[0]
               for b in ("local", "ray")]
     assert tables[0] == tables[1]
+
+
+def test_a_ray_task_continues_a_stopped_run_it_is_given(tmp_path, monkeypatch):
+    """The Ray task's own code, called as a plain function: a run stopped by SIGINT goes back as an
+    archive, and a second task given that archive continues it to the end (--resume)."""
+    monkeypatch.setenv("PYTHONPATH", os.path.join(ROOT, "tests"))
+    monkeypatch.setenv("SELF_SIGNAL_AT", "300")  # helper_envs.SelfSignal-v0 interrupts its own process there
+    flags = ["--env-id", "helper_envs:SelfSignal-v0", "--seed", "1", "--total-timesteps", "1280", "--num-envs", "2",
+             "--num-steps", "64", "--num-minibatches", "2", "--update-epochs", "1", "--eval-episodes", "0"]
+    job = {"algo": "ppo", "env_id": "SelfSignal-v0", "seed": 1, "out": str(tmp_path), "flags": flags}
+    script = open(os.path.join(ROOT, "ppo.py"), "rb").read()
+    returncode, archive, log = bench.ray_task("ppo.py", script, job, None)
+    assert returncode == 130, log
+    bench.unpack(archive, str(tmp_path))
+    stopped = bench.resumable_run(str(tmp_path), bench.script_sha256("ppo"))
+    assert stopped is not None and bench.completed_run(str(tmp_path)) is None
+    monkeypatch.delenv("SELF_SIGNAL_AT")
+    returncode, archive, log = bench.ray_task("ppo.py", script, job, (os.path.basename(stopped), bench.pack(stopped)))
+    assert returncode == 0, log
+    bench.unpack(archive, str(tmp_path))
+    assert bench.completed_run(str(tmp_path)) == stopped  # the same run directory, finished
+    summary = json.load(open(os.path.join(stopped, "summary.json")))
+    assert summary["global_step"] == 1280 and [s["global_step"] for s in json.load(open(os.path.join(stopped, "config.json")))["sessions"]] == [0, 256]
