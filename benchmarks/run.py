@@ -488,21 +488,27 @@ def describe_code(code: dict) -> str:
 # ---------------------------------------------------------------------------------------------
 def iqm_interval(scores: np.ndarray) -> tuple[float, float, float]:
     """(IQM, 95% CI low, high) of a (runs, tasks) score matrix: the IQM over all its entries, the CI
-    by rliable's stratified bootstrap (runs resampled within each task), seeded, so reports repeat."""
+    by rliable's stratified bootstrap (runs resampled within each task), seeded, so that a report and
+    the README table made from the same records give the same interval."""
     from rliable import library as rly
     from rliable import metrics
 
-    with warnings.catch_warnings():  # arch's notice that RandomState will give way to Generator
-        warnings.simplefilter("ignore", FutureWarning)
-        point, interval = rly.get_interval_estimates(
-            {"x": np.asarray(scores, dtype=np.float64)}, lambda x: np.array([metrics.aggregate_iqm(x)]),
-            reps=BOOTSTRAP_REPS, random_state=np.random.RandomState(0))
+    state = np.random.get_state()
+    np.random.seed(0)  # rliable's stratified resampling draws from numpy's global generator
+    try:
+        with warnings.catch_warnings():  # arch's notice that RandomState will give way to Generator
+            warnings.simplefilter("ignore", FutureWarning)
+            point, interval = rly.get_interval_estimates(
+                {"x": np.asarray(scores, dtype=np.float64)}, lambda x: np.array([metrics.aggregate_iqm(x)]),
+                reps=BOOTSTRAP_REPS, random_state=np.random.RandomState(0))
+    finally:
+        np.random.set_state(state)
     return float(point["x"][0]), float(interval["x"][0, 0]), float(interval["x"][1, 0])
 
 
 def seed_stats(values: list) -> dict | None:
     """IQM [95% CI], mean, std, median and count of one (algo, env)'s per-seed values; None without values."""
-    values = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    values = np.sort(np.asarray([v for v in values if v is not None], dtype=np.float64))  # the CI must not depend on order
     if len(values) == 0:
         return None
     iqm, low, high = iqm_interval(values[:, None])
@@ -810,7 +816,9 @@ def check_envs(env_ids: list[str]) -> None:
 
     for env_id in env_ids:
         try:
-            gym.make(env_id).close()
+            with warnings.catch_warnings():  # the runs say it (e.g. gymnasium's "v4 is out of date")
+                warnings.simplefilter("ignore")
+                gym.make(env_id).close()
         except Exception as error:
             raise HarnessError(f"--envs: cannot make {env_id}: {(str(error).strip().splitlines() or [type(error).__name__])[0]}") from None
 

@@ -88,6 +88,8 @@ def test_seed_statistics_against_hand_computed_values():
     # bootstrap IQM is a, b or (a + b) / 2 and its 2.5% and 97.5% percentiles are exactly a and b
     two = bench.seed_stats([20.4, 21.2, None])
     assert (two["iqm"], two["low"], two["high"], two["n"]) == pytest.approx((20.8, 20.4, 21.2, 2))
+    values = [3.0, 9.0, 1.0, 7.0, 4.0, 8.0, 2.0]
+    assert bench.seed_stats(values) == bench.seed_stats(values[::-1])  # the same interval, whatever the order
     same = bench.seed_stats([5.0, 5.0, 5.0])
     assert (same["low"], same["high"]) == (5.0, 5.0)
     assert bench.seed_stats([None]) is None
