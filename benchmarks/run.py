@@ -410,6 +410,8 @@ def make_record(job: dict, run_dir: str) -> dict:
     training curve binned on the step grid, every evaluation as [step, mean return] (the periodic
     ones and the final one), the script's sha256, and where and how the harness ran it."""
     summary = read_json(os.path.join(run_dir, "summary.json"))
+    config_path = os.path.join(run_dir, "config.json")
+    versions = read_json(config_path).get("versions") if os.path.exists(config_path) else None
     harness_path = os.path.join(job["out"], "harness.json")
     harness = read_json(harness_path) if os.path.exists(harness_path) else {}
     grid = train_grid(job["spec"]["timesteps"])
@@ -419,7 +421,7 @@ def make_record(job: dict, run_dir: str) -> dict:
         "algo": job["algo"], "env_id": job["env_id"], "seed": job["seed"], "timesteps": job["spec"]["timesteps"],
         "commit": harness.get("commit", "not recorded"), "sha256": run_sha256(run_dir),
         "command": harness.get("command", "not recorded"), "machine": harness.get("machine", "not recorded"),
-        "backend": harness.get("backend", "local"),
+        "backend": harness.get("backend", "local"), "versions": versions,
         **{k: summary.get(k) for k in ("global_step", "final_return_mean", "eval_return_mean", "eval_return_std",
                                         "episodes", "wall_time_s", "sps")},
         "train_curve": rounded(binned_curve(*read_metric(run_dir, "charts/episodic_return"), grid)),
