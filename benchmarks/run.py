@@ -556,7 +556,9 @@ def random_returns(env_ids: list[str], path: str) -> dict:
 
         for env_id in missing:
             try:
-                env = gym.make(env_id)
+                with warnings.catch_warnings():  # the runs say it (e.g. gymnasium's "v4 is out of date")
+                    warnings.simplefilter("ignore")
+                    env = gym.make(env_id)
             except Exception as error:  # an env this machine cannot make: no normalized score for it
                 print(f"warning: random policy of {env_id} not measured: {error}", file=sys.stderr)
                 continue
