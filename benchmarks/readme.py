@@ -32,9 +32,9 @@ def table() -> str:
                           f"versions of the scripts with mean ± std over 3–10 seeds, is [{previous}]({previous}).", ""]
             continue
         code, mixed = bench.code_of(records)
-        commits = sorted({c for shas in code.values() for cs in shas.values() for c in cs})
+        scripts = ", ".join(f"{algo}.py {sha[:12]}" for algo, shas in code.items() for sha in shas)
         algos = [a for a in bench.ALGOS if any(r["algo"] == a for r in records)]
-        lines += [f"**{suite}** ([report](benchmarks/results/{suite}/report.md), code `{', '.join(commits)}`"
+        lines += [f"**{suite}** ([report](benchmarks/results/{suite}/report.md); scripts by sha256: {scripts}"
                   + (", MIXED" if mixed else "") + "): IQM [95% CI] over seeds, training return / deterministic evaluation return", "",
                   "| env | steps | seeds | " + " | ".join(algos) + " |", "| --- | ---: | ---: |" + " ---: |" * len(algos)]
         for env_id in sorted(config):
@@ -58,7 +58,8 @@ def table() -> str:
         if previous:
             lines += ["", f"Envs and scripts not run yet: see the report of older versions of the scripts "
                           f"(mean ± std over 3–10 seeds), [{previous}]({previous})."]
-        lines += [""] + [f"![{e}](benchmarks/results/{suite}/{bench.file_name(e)}.png)" for e in sorted(config)] + [""]
+        lines += [""] + [f"![{e}](benchmarks/results/{suite}/{bench.file_name(e)}.png)" for e in sorted(config)
+                         if any(r["env_id"] == e for r in records)] + [""]
     return "\n".join(lines)
 
 

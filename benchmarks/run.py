@@ -525,8 +525,8 @@ def normalized(value: float | None, random_return: float, reference: float) -> f
 
 def aggregate_scores(records: list[dict], grid: dict, randoms: dict) -> dict:
     """Per algo: the IQM [CI] of normalized scores over the envs that have a reference above the
-    random policy's return, on the seeds that all of those envs have a score for (a stratified
-    bootstrap resamples a full runs x envs matrix); `envs` names each env with its metric."""
+    random policy's return and a score, on the seeds that all of those envs have a score for (a
+    stratified bootstrap resamples a full runs x envs matrix); `envs` names each env with its metric."""
     result = {}
     for algo in sorted({r["algo"] for r in records}):
         envs = [e for e in sorted(grid) if e in randoms and grid[e].get(algo, {}).get("reference_return") is not None
@@ -537,6 +537,8 @@ def aggregate_scores(records: list[dict], grid: dict, randoms: dict) -> dict:
             key = METRICS[spec.get("reference_metric", "train")][0]
             scores[env] = {r["seed"]: normalized(r[key], randoms[env]["return_mean"], spec["reference_return"])
                            for r in records if r["algo"] == algo and r["env_id"] == env and r[key] is not None}
+        scores = {e: by_seed for e, by_seed in scores.items() if by_seed}  # the envs this script has run
+        envs = [e for e in envs if e in scores]
         seeds = sorted(set.intersection(*(set(s) for s in scores.values()))) if scores else []
         if seeds:
             matrix = np.asarray([[scores[e][s] for e in envs] for s in seeds], dtype=np.float64)
@@ -687,7 +689,7 @@ def write_report(suite: str, rows: list[dict], records: list[dict], randoms: dic
     lines += ["", "## Normalized score per algorithm, over the suite's envs", "",
               "0 = a uniform-random policy's mean return (random.json), 1 = the reference figure of thresholds.json, "
               "on the metric that reference reports (named after each env: train or eval); IQM over all (env, seed) "
-              "scores, on the seeds that every env has, with a 95% stratified-bootstrap CI (seeds resampled within each env).", "",
+              "scores of the envs the script has run, on the seeds that every one of them has, with a 95% stratified-bootstrap CI (seeds resampled within each env).", "",
               "| algo | envs (metric) | seeds | IQM [95% CI] |", "| --- | --- | ---: | ---: |"]
     for algo, agg in aggregate.items():
         lines.append(f"| {algo} | {', '.join(agg['envs'])} | {len(agg['seeds'])} | {cell(agg, 2)} |")
@@ -700,7 +702,7 @@ def write_report(suite: str, rows: list[dict], records: list[dict], randoms: dic
         per_seed = ", ".join(f"{r['seed']}: {fmt(r['final_return_mean'])} / {fmt(r['eval_return_mean'])} ({fmt(r['sps'], 0)})"
                              for r in row["records"])
         lines.append(f"- {row['env_id']} {row['algo']}: {per_seed or 'no runs'}")
-    lines += ["", *[f"![{e}]({file_name(e)}.png)" for e in sorted({r['env_id'] for r in rows})], ""]
+    lines += ["", *[f"![{e}]({file_name(e)}.png)" for e in sorted({r['env_id'] for r in rows if r['records']})], ""]
     path = os.path.join(out_dir, "report.md")
     with open(path, "w") as f:
         f.write("\n".join(lines))
@@ -736,7 +738,7 @@ def plot_curves(rows: list[dict], out_dir: str) -> list[str]:
     import matplotlib.pyplot as plt
 
     paths = []
-    for env_id in sorted({r["env_id"] for r in rows}):
+    for env_id in sorted({r["env_id"] for r in rows if r["records"]}):  # no empty plots
         mine = [r for r in rows if r["env_id"] == env_id and r["records"]]
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100, sharex=True)
         for row in mine:
