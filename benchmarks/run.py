@@ -13,8 +13,8 @@ Backends: `local` (default, no Ray needed) runs `--workers` processes at a time 
 without one; the task returns the run directory's files, which the driver writes under the runs
 directory (no shared filesystem). Either way a finished run is not run again, a run that Ctrl-C or a
 kill stopped continues from its checkpoint (`--resume`), Ctrl-C keeps the finished runs (locally the
-running scripts save and stop; Ray's runs in flight start again from their last saved state), and a
-failed run is reported while the others go on. A suite is reported whole (`--envs`, `--algos` pick
+running scripts save and stop; Ray's runs in flight are lost and start again from the state they
+were sent with), and a failed run is reported while the others go on. A suite is reported whole (`--envs`, `--algos` pick
 what to run of it); a custom grid (`--envs ... --steps N`) has no thresholds.
 
 Each finished run becomes a compact record (summary, binned training and evaluation curves, the
@@ -337,8 +337,8 @@ def run_ray(todo: list[dict], address: str | None, workers: int, progress: Progr
     except KeyboardInterrupt:
         for ref in pending:
             ray.cancel(ref)  # interrupts the task, which kills its script
-        print(f"cancelled {len(pending)} runs in flight (they start again from their last saved state); "
-              "the finished runs are kept", flush=True)
+        print(f"cancelled {len(pending)} runs in flight (lost: they start again from the state they were "
+              "sent with); the finished runs are kept", flush=True)
         raise
     finally:
         ray.shutdown()
