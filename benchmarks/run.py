@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import collections
 import datetime
+import functools
 import glob
 import hashlib
 import importlib.util
@@ -150,7 +151,9 @@ def read_json(path: str) -> dict:
         return json.load(f)
 
 
+@functools.lru_cache(maxsize=None)
 def script_sha256(algo: str) -> str:
+    """The sha256 of the script as the harness found it: read once, not once per job."""
     with open(os.path.join(ROOT, f"{algo}.py"), "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
 
