@@ -1,11 +1,12 @@
 """Training speed against the raw speed of the environment, measured in one run.
 
-For each script: the raw environment's steps/s with random actions (one `gym.make` env, reset when an
-episode ends, no learning), then the script's training steps/s (its own `summary.json`, CPU, one
-torch thread), then the raw speed once more; the ratio is training / mean(raw before, raw after).
+For each script and variant: the raw environment's steps/s with random actions (one `gym.make` env,
+reset when an episode ends, no learning), then the script's training steps/s (its own `summary.json`,
+one torch thread), then the raw speed once more; the ratio is training / mean(raw before, raw after).
 
-    python benchmarks/speed.py                       # Hopper-v4, every script present
+    python benchmarks/speed.py                       # Hopper-v4, every script present, CPU
     python benchmarks/speed.py --variants plain compile   # also with --compile (compile time included)
+    python benchmarks/speed.py --variants plain compile cuda cuda-compile cuda-cudagraphs   # on a GPU machine
     python benchmarks/speed.py --algos ppo --env-id HalfCheetah-v4 --timesteps 200000
 
 Writes a table to stdout and to benchmarks/results/speed.md (with the commit, machine and date).
@@ -29,7 +30,13 @@ from run import commit, machine  # noqa: E402  (the harness beside this file)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ALGOS = ["ppo", "trpo", "reinforce"]
-VARIANTS = {"plain": [], "compile": ["--compile"]}
+VARIANTS = {  # the flags of each variant, after the script's defaults
+    "plain": ["--no-cuda"],
+    "compile": ["--no-cuda", "--compile"],
+    "cuda": ["--cuda"],
+    "cuda-compile": ["--cuda", "--compile"],
+    "cuda-cudagraphs": ["--cuda", "--compile", "--cudagraphs"],
+}
 
 
 def raw_env_sps(env_id: str, steps: int, seed: int = 0) -> float:
@@ -48,10 +55,10 @@ def raw_env_sps(env_id: str, steps: int, seed: int = 0) -> float:
 
 
 def training_sps(algo: str, env_id: str, timesteps: int, extra: list[str]) -> float:
-    """The script's own training steps/s (summary.json `sps`), one torch thread, CPU."""
+    """The script's own training steps/s (summary.json `sps`), one torch thread."""
     with tempfile.TemporaryDirectory() as out:
         cmd = [sys.executable, os.path.join(ROOT, f"{algo}.py"), "--env-id", env_id,
-               "--total-timesteps", str(timesteps), "--eval-episodes", "0", "--no-cuda",
+               "--total-timesteps", str(timesteps), "--eval-episodes", "0",
                "--output-dir", out, *extra]
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -70,19 +77,27 @@ def platform_text() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--algos", nargs="+", default=[a for a in ALGOS if os.path.exists(os.path.join(ROOT, f"{a}.py"))])
-    parser.add_argument("--env-id", default="Hopper-v4")
+    parser.add_argument("--algos", nargs="+", default=[a for a in ALGOS if os.path.exists(os.path.join(ROOT, f"{a}.py"))],
+                        help="the scripts to measure (default: every one present)")
+    parser.add_argument("--env-id", default="Hopper-v4", help="the environment, raw and trained")
     parser.add_argument("--timesteps", type=int, default=100_000, help="training steps per script")
     parser.add_argument("--raw-steps", type=int, default=20_000, help="random-action steps per raw measurement")
     parser.add_argument("--variants", nargs="+", default=["plain"], choices=sorted(VARIANTS),
-                        help="plain: default flags; compile: --compile (its one-time compile is in the time)")
-    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "speed.md"))
+                        help="plain: default flags on the CPU; compile: --compile (its one-time compile is in the "
+                        "time); cuda, cuda-compile, cuda-cudagraphs: --cuda, with --compile, with --cudagraphs too")
+    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "speed.md"),
+                        help="where the table goes (markdown)")
     parser.add_argument("extra", nargs="*", help="flags passed to every script (after --)")
     args = parser.parse_args()
 
     import torch
 
     torch.set_num_threads(1)
+    on_gpu = [v for v in args.variants if "--cuda" in VARIANTS[v]]
+    if on_gpu and not torch.cuda.is_available():
+        print(f"error: --variants {' '.join(on_gpu)}: CUDA is not available on this machine", file=sys.stderr)
+        sys.exit(2)
+    device = f"GPU: {torch.cuda.get_device_name(0)}, " if on_gpu else ""
     rows = []
     for algo in args.algos:
         for variant in args.variants:
@@ -91,16 +106,17 @@ def main() -> None:
             after = raw_env_sps(args.env_id, args.raw_steps)
             raw = (before + after) / 2
             rows.append((algo, variant, raw, train, train / raw))
-            print(f"{algo:10s} {variant:8s} raw env {raw:8.0f} steps/s | training {train:8.0f} steps/s "
+            print(f"{algo:10s} {variant:15s} raw env {raw:8.0f} steps/s | training {train:8.0f} steps/s "
                   f"| ratio {train / raw:.2f}", flush=True)
 
     lines = [
         "# Training speed vs. raw environment speed",
         "",
         f"- env: `{args.env_id}`; training: {args.timesteps} steps per script with its default flags"
-        + (f" plus `{' '.join(args.extra)}`" if args.extra else "") + ", `--no-cuda`, one torch thread",
+        + (f" plus `{' '.join(args.extra)}`" if args.extra else "") + ", one torch thread",
+        "- variants: " + "; ".join(f"{v} = `{' '.join(VARIANTS[v])}`" for v in args.variants),
         "- raw: one `gym.make` env, random actions, resets included, mean of a measurement before and after training",
-        f"- commit `{commit()}`, {datetime.date.today().isoformat()}, {machine()}, {platform_text()}",
+        f"- commit `{commit()}`, {datetime.date.today().isoformat()}, {machine()}, {device}{platform_text()}",
         f"- command: `python benchmarks/speed.py {' '.join(sys.argv[1:])}`".rstrip() + "",
         "",
         "| script | variant | raw env steps/s | training steps/s | ratio |",

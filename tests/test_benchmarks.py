@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import ROOT
 
@@ -330,3 +331,26 @@ def test_a_ray_task_continues_a_stopped_run_it_is_given(tmp_path, monkeypatch):
     assert bench.completed_run(str(tmp_path)) == stopped  # the same run directory, finished
     summary = json.load(open(os.path.join(stopped, "summary.json")))
     assert summary["global_step"] == 1280 and [s["global_step"] for s in json.load(open(os.path.join(stopped, "config.json")))["sessions"]] == [0, 256]
+
+
+SPEED = os.path.join(ROOT, "benchmarks", "speed.py")
+
+
+def test_speed_measures_training_against_the_raw_env_in_one_run(tmp_path):
+    out = tmp_path / "speed.md"
+    proc = subprocess.run([sys.executable, SPEED, "--algos", "ppo", "--env-id", "CartPole-v1", "--timesteps", "2048",
+                           "--raw-steps", "500", "--out", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    assert "plain = `--no-cuda`" in text and "command: `python benchmarks/speed.py --algos ppo" in text
+    (row,) = [line for line in text.splitlines() if line.startswith("| ppo.py | plain |")]
+    raw, train, ratio = (float(x) for x in row.strip("| ").split(" | ")[2:])
+    assert raw > 0 and train > 0 and ratio == pytest.approx(train / raw, abs=0.006)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="for machines without CUDA")
+def test_speed_gpu_variants_without_cuda_are_one_error_line(tmp_path):
+    proc = subprocess.run([sys.executable, SPEED, "--variants", "plain", "cuda", "--out", str(tmp_path / "s.md")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and not (tmp_path / "s.md").exists()
+    assert proc.stderr.strip().splitlines() == ["error: --variants cuda: CUDA is not available on this machine"]
