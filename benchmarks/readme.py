@@ -37,6 +37,7 @@ def table() -> str:
         lines += [f"**{suite}** ([report](benchmarks/results/{suite}/report.md); scripts by sha256: {scripts}"
                   + (", MIXED" if mixed else "") + "): IQM [95% CI] over seeds, training return / deterministic evaluation return", "",
                   "| env | steps | seeds | " + " | ".join(algos) + " |", "| --- | ---: | ---: |" + " ---: |" * len(algos)]
+        not_run = False
         for env_id in sorted(config):
             cells, steps, seeds = [], set(), set()
             for algo in algos:
@@ -45,6 +46,7 @@ def table() -> str:
                         and spec and r["timesteps"] == spec["timesteps"]]
                 if not mine:
                     cells.append("not run")
+                    not_run = True
                     continue
                 steps.add(spec["timesteps"])
                 seeds.add(len(mine))
@@ -55,7 +57,7 @@ def table() -> str:
                 cells.append(f"{bench.cell(train, 0)} / {bench.cell(evaluation, 0)}{mark}")
             lines.append(f"| {env_id} | {'/'.join(f'{s:,}' for s in sorted(steps))} | "
                          f"{'/'.join(map(str, sorted(seeds)))} | " + " | ".join(cells) + " |")
-        if previous:
+        if previous and not_run:
             lines += ["", f"Envs and scripts not run yet: see the report of older versions of the scripts "
                           f"(mean ± std over 3–10 seeds), [{previous}]({previous})."]
         lines += [""] + [f"![{e}](benchmarks/results/{suite}/{bench.file_name(e)}.png)" for e in sorted(config)
