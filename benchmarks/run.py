@@ -610,12 +610,12 @@ def machine() -> str:
 
 
 def verdict(spec: dict, stats: dict | None, expected: int, values: list) -> str:
-    """PASS / FAIL against the threshold on the training return; '-' without one; 'missing' without
-    every seed's run."""
-    if len(values) < expected:
-        return "missing"
+    """PASS / FAIL against the threshold on the training return; 'missing' without every seed's run;
+    '-' without a threshold (the seeds column says how many runs there are)."""
     if spec.get("threshold") is None:
         return "-"
+    if len(values) < expected:
+        return "missing"
     if stats is None or stats["n"] < len(values):
         return "FAIL"  # a run without a single finished episode
     value = min(values) if spec.get("rule") == "each" else stats["iqm"]

@@ -205,8 +205,11 @@ def test_runs_in_the_committed_records_made_by_the_current_script_are_not_run_ag
 def test_a_missing_run_is_a_miss(tmp_path):
     fake_run(tmp_path, "ppo", "Fake-v0", 1, [200.0])
     fake_run(tmp_path, "ppo", "Fake-v0", 2, [200.0])
-    assert harness(tmp_path, algos=("ppo",)) == 1  # Other-v1 has no ppo runs
+    fake_run(tmp_path, "trpo", "Other-v1", 1, [30.0])
+    assert harness(tmp_path) == 1  # Other-v1 has no ppo runs
     assert "| Other-v1 | ppo | 1,000 | 0 | n/a | n/a | n/a | 50 | iqm | missing |" in report(tmp_path)
+    # without a threshold a row says how many seeds it has and is no miss
+    assert "| Other-v1 | trpo | 1,000 | 1 | 30.0 [30.0, 30.0] | 30.0 ± 0.0 | 30.0 | - | - | - |" in report(tmp_path)
 
 
 def test_custom_grids_suites_reported_whole_and_dry_run(tmp_path):
