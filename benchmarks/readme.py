@@ -4,7 +4,8 @@
 
 Reads benchmarks/results/{suite}/runs.jsonl (written by run.py) and thresholds.json, and replaces
 the block between `<!-- results:start -->` and `<!-- results:end -->` in README.md with, per suite,
-env and script, the IQM [95% CI] over seeds of the training and of the evaluation return.
+env and script, the IQM [95% CI] over seeds of the training and of the evaluation return: the rows
+of run.py's report (`summarize`), each judged on the runs it has.
 """
 
 from __future__ import annotations
@@ -17,6 +18,43 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 _spec = importlib.util.spec_from_file_location("bench_run", os.path.join(ROOT, "benchmarks", "run.py"))
 bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench)
+MARKS = {"PASS": " ✓", "FAIL": " ✗ (target {threshold})"}
+
+
+def suite_table(suite: str, config: dict, records: list[dict], previous: str | None) -> list[str]:
+    """The lines of one suite: header, table (a cell per env and script), plots."""
+    records = [r for r in records if r["timesteps"] == config.get(r["env_id"], {}).get(r["algo"], {}).get("timesteps")]
+    if not records:
+        return ([f"**{suite}**: no run of the current scripts recorded yet; the last report, made by older versions "
+                 f"of the scripts with mean ± std over 3–10 seeds, is [{previous}]({previous}).", ""] if previous else [])
+    code, mixed = bench.code_of(records)
+    scripts = ", ".join(f"{algo}.py {sha[:12]}" + ("" if sha == bench.script_sha256(algo) else " (not the current file)")
+                        for algo, shas in code.items() for sha in shas)
+    algos = [a for a in bench.ALGOS if a in code]
+    rows = {(row["env_id"], row["algo"]): row for row in bench.summarize(config, records, None)}
+    lines = [f"**{suite}** ([report](benchmarks/results/{suite}/report.md); scripts by sha256: {scripts}"
+             + (", MIXED" if mixed else "") + "): IQM [95% CI] over seeds, training return / deterministic evaluation return", "",
+             "| env | steps | seeds | " + " | ".join(algos) + " |", "| --- | ---: | ---: |" + " ---: |" * len(algos)]
+    not_run = False
+    for env_id in sorted(config):
+        cells, steps, seeds = [], set(), set()
+        for algo in algos:
+            row = rows.get((env_id, algo))
+            if row is None or not row["records"]:
+                cells.append("not run")
+                not_run = True
+                continue
+            steps.add(row["spec"]["timesteps"])
+            seeds.add(len(row["records"]))
+            mark = MARKS.get(row["verdict"], "").format(threshold=row["spec"].get("threshold"))
+            cells.append(f"{bench.cell(row['stats']['train'], 0)} / {bench.cell(row['stats']['eval'], 0)}{mark}")
+        lines.append(f"| {env_id} | {'/'.join(f'{s:,}' for s in sorted(steps))} | "
+                     f"{'/'.join(map(str, sorted(seeds)))} | " + " | ".join(cells) + " |")
+    if previous and not_run:
+        lines += ["", f"Envs and scripts not run yet: see the report of older versions of the scripts "
+                      f"(mean ± std over 3–10 seeds), [{previous}]({previous})."]
+    return lines + [""] + [f"![{e}](benchmarks/results/{suite}/{bench.file_name(e)}.png)" for e in sorted(config)
+                           if any(r["env_id"] == e for r in records)] + [""]
 
 
 def table() -> str:
@@ -24,44 +62,7 @@ def table() -> str:
     for suite, config in bench.load_suites().items():
         records = bench.read_records(os.path.join(bench.BENCH, "results", suite, "runs.jsonl"))
         previous = os.path.join("benchmarks", "results", "previous", suite, "report.md")
-        if not os.path.exists(os.path.join(ROOT, previous)):
-            previous = None
-        if not records:
-            if previous:
-                lines += [f"**{suite}**: no run of the current scripts recorded yet; the last report, made by older "
-                          f"versions of the scripts with mean ± std over 3–10 seeds, is [{previous}]({previous}).", ""]
-            continue
-        code, mixed = bench.code_of(records)
-        scripts = ", ".join(f"{algo}.py {sha[:12]}" for algo, shas in code.items() for sha in shas)
-        algos = [a for a in bench.ALGOS if any(r["algo"] == a for r in records)]
-        lines += [f"**{suite}** ([report](benchmarks/results/{suite}/report.md); scripts by sha256: {scripts}"
-                  + (", MIXED" if mixed else "") + "): IQM [95% CI] over seeds, training return / deterministic evaluation return", "",
-                  "| env | steps | seeds | " + " | ".join(algos) + " |", "| --- | ---: | ---: |" + " ---: |" * len(algos)]
-        not_run = False
-        for env_id in sorted(config):
-            cells, steps, seeds = [], set(), set()
-            for algo in algos:
-                spec = config[env_id].get(algo)
-                mine = [r for r in records if r["env_id"] == env_id and r["algo"] == algo
-                        and spec and r["timesteps"] == spec["timesteps"]]
-                if not mine:
-                    cells.append("not run")
-                    not_run = True
-                    continue
-                steps.add(spec["timesteps"])
-                seeds.add(len(mine))
-                train = bench.seed_stats([r["final_return_mean"] for r in mine])
-                evaluation = bench.seed_stats([r["eval_return_mean"] for r in mine])
-                verdict = bench.verdict(spec, train, len(mine), [r["final_return_mean"] for r in mine])
-                mark = {"PASS": " ✓", "FAIL": f" ✗ (target {spec.get('threshold')})"}.get(verdict, "")
-                cells.append(f"{bench.cell(train, 0)} / {bench.cell(evaluation, 0)}{mark}")
-            lines.append(f"| {env_id} | {'/'.join(f'{s:,}' for s in sorted(steps))} | "
-                         f"{'/'.join(map(str, sorted(seeds)))} | " + " | ".join(cells) + " |")
-        if previous and not_run:
-            lines += ["", f"Envs and scripts not run yet: see the report of older versions of the scripts "
-                          f"(mean ± std over 3–10 seeds), [{previous}]({previous})."]
-        lines += [""] + [f"![{e}](benchmarks/results/{suite}/{bench.file_name(e)}.png)" for e in sorted(config)
-                         if any(r["env_id"] == e for r in records)] + [""]
+        lines += suite_table(suite, config, records, previous if os.path.exists(os.path.join(ROOT, previous)) else None)
     return "\n".join(lines)
 
 

@@ -626,8 +626,9 @@ def cell(stats: dict | None, digits: int = 1) -> str:
     return "n/a" if stats is None else f"{stats['iqm']:.{digits}f} [{stats['low']:.{digits}f}, {stats['high']:.{digits}f}]"
 
 
-def summarize(grid: dict, records: list[dict], seeds: list[int]) -> list[dict]:
-    """One row per (env, algo) of the grid: its records and the statistics of both metrics."""
+def summarize(grid: dict, records: list[dict], seeds: list[int] | None) -> list[dict]:
+    """One row per (env, algo) of the grid: its records and the statistics of both metrics. A row
+    with fewer runs than `seeds` is 'missing'; with seeds None, each row is judged on its own runs."""
     rows = []
     for env_id in sorted(grid):
         for algo in sorted(grid[env_id]):
@@ -636,7 +637,7 @@ def summarize(grid: dict, records: list[dict], seeds: list[int]) -> list[dict]:
             train = [r["final_return_mean"] for r in mine]
             stats = {m: seed_stats([r[key] for r in mine]) for m, (key, _) in METRICS.items()}
             rows.append({"env_id": env_id, "algo": algo, "spec": spec, "records": mine, "stats": stats,
-                         "verdict": verdict(spec, stats["train"], len(seeds), train)})
+                         "verdict": verdict(spec, stats["train"], len(mine) if seeds is None else len(seeds), train)})
     return rows
 
 

@@ -357,3 +357,32 @@ def test_speed_gpu_variants_without_cuda_are_one_error_line(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and not (tmp_path / "s.md").exists()
     assert proc.stderr.strip().splitlines() == ["error: --variants cuda: CUDA is not available on this machine"]
+
+
+def test_readme_table_gives_the_reports_rows_each_judged_on_its_own_runs():
+    spec_ = importlib.util.spec_from_file_location("bench_readme", os.path.join(ROOT, "benchmarks", "readme.py"))
+    readme = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(readme)
+    readme.bench.BOOTSTRAP_REPS = 500
+
+    def record(algo, env_id, seed, train, evaluation, timesteps=1000):
+        sha = readme.bench.script_sha256("trpo") if algo == "trpo" else "sha-old"
+        return {"algo": algo, "env_id": env_id, "seed": seed, "timesteps": timesteps, "sha256": sha, "commit": "abc1234",
+                "final_return_mean": train, "eval_return_mean": evaluation}
+
+    records = [record("ppo", "Fake-v0", 1, 100.0, 90.0), record("ppo", "Fake-v0", 2, 120.0, 130.0),
+               record("ppo", "Fake-v0", 3, 0.0, 0.0, timesteps=2000),  # another budget: not this suite's row
+               record("ppo", "Other-v1", 1, 40.0, 60.0),
+               *[record("trpo", "Other-v1", seed, 7.0, 8.0) for seed in (1, 2, 3)]]
+    lines = readme.suite_table("quick", SUITES["quick"], records, "old/report.md")
+    text = "\n".join(lines)
+    assert "scripts by sha256: ppo.py sha-old (not the current file), trpo.py " in text
+    assert readme.bench.script_sha256("trpo")[:12] + ")" in text  # the current trpo.py: no remark
+    assert "| env | steps | seeds | ppo | trpo |" in text
+    # rule 'each', both seeds >= 100: PASS; the two-seed interval is the two values
+    assert "| Fake-v0 | 1,000 | 2 | 110 [100, 120] / 110 [90, 130] ✓ | not run |" in text
+    # one ppo seed below the IQM threshold 50 fails (not 'missing'); trpo has no threshold: no mark
+    assert "| Other-v1 | 1,000 | 1/3 | 40 [40, 40] / 60 [60, 60] ✗ (target 50) | 7 [7, 7] / 8 [8, 8] |" in text
+    assert "[old/report.md](old/report.md)" in text  # a cell not run points to the older report
+    assert "![Fake-v0](benchmarks/results/quick/Fake-v0.png)" in lines
+    assert readme.suite_table("quick", SUITES["quick"], records[2:3], None) == []  # no record of this budget
