@@ -3,6 +3,8 @@
 For each script and variant: the raw environment's steps/s with random actions (one `gym.make` env,
 reset when an episode ends, no learning), then the script's training steps/s (its own `summary.json`,
 one torch thread), then the raw speed once more; the ratio is training / mean(raw before, raw after).
+Beside it, the steps/s of every update after the first (the first pays for start-up and, with
+--compile, for compiling, which starts from an empty cache and whose seconds are reported).
 
     python benchmarks/speed.py                       # Hopper-v4, every script present, CPU
     python benchmarks/speed.py --variants plain compile   # also with --compile (compile time included)
@@ -18,6 +20,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -54,19 +57,40 @@ def raw_env_sps(env_id: str, steps: int, seed: int = 0) -> float:
     return steps / elapsed
 
 
-def training_sps(algo: str, env_id: str, timesteps: int, extra: list[str]) -> float:
-    """The script's own training steps/s (summary.json `sps`), one torch thread."""
+def steady_sps(metrics_path: str) -> float | None:
+    """Training steps/s after the first update (the one that pays for start-up and compiling): from
+    the first and the last update's cumulative `charts/SPS`, which count training time only."""
+    with open(metrics_path) as f:
+        updates = [(row["global_step"], row["charts/SPS"]) for row in map(json.loads, f) if "charts/SPS" in row]
+    if len(updates) < 2:
+        return None
+    (first_step, first_sps), (last_step, last_sps) = updates[0], updates[-1]
+    return (last_step - first_step) / (last_step / last_sps - first_step / first_sps)
+
+
+def training_sps(algo: str, env_id: str, timesteps: int, extra: list[str]) -> tuple[float, float | None, float]:
+    """The script's own training steps/s (summary.json `sps`), its steady steps/s after the first
+    update, and the seconds its compile lines report; one torch thread, an empty compile cache."""
     with tempfile.TemporaryDirectory() as out:
         cmd = [sys.executable, os.path.join(ROOT, f"{algo}.py"), "--env-id", env_id,
                "--total-timesteps", str(timesteps), "--eval-episodes", "0",
-               "--output-dir", out, *extra]
-        env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+               "--output-dir", os.path.join(out, "runs"), *extra]
+        env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TORCHINDUCTOR_CACHE_DIR=os.path.join(out, "cache"))
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if proc.returncode != 0:
             raise SystemExit(f"error: {' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
-        (run,) = os.listdir(out)
-        with open(os.path.join(out, run, "summary.json")) as f:
-            return float(json.load(f)["sps"])
+        (run,) = os.listdir(os.path.join(out, "runs"))
+        with open(os.path.join(out, "runs", run, "summary.json")) as f:
+            sps = float(json.load(f)["sps"])
+        compile_s = sum(float(m) for m in re.findall(r"compiled in ([0-9.]+) s", proc.stdout))
+        return sps, steady_sps(os.path.join(out, "runs", run, "metrics.jsonl")), compile_s
+
+
+def fmt(value: float | None, raw: float | None = None) -> str:
+    """steps/s, or with `raw` the ratio to it; n/a without a value."""
+    if value is None:
+        return "n/a"
+    return f"{value / raw:.2f}" if raw else f"{value:.0f}"
 
 
 def platform_text() -> str:
@@ -102,12 +126,13 @@ def main() -> None:
     for algo in args.algos:
         for variant in args.variants:
             before = raw_env_sps(args.env_id, args.raw_steps)
-            train = training_sps(algo, args.env_id, args.timesteps, [*VARIANTS[variant], *args.extra])
+            train, steady, compile_s = training_sps(algo, args.env_id, args.timesteps, [*VARIANTS[variant], *args.extra])
             after = raw_env_sps(args.env_id, args.raw_steps)
             raw = (before + after) / 2
-            rows.append((algo, variant, raw, train, train / raw))
+            rows.append((algo, variant, raw, train, steady, compile_s))
             print(f"{algo:10s} {variant:15s} raw env {raw:8.0f} steps/s | training {train:8.0f} steps/s "
-                  f"| ratio {train / raw:.2f}", flush=True)
+                  f"| ratio {train / raw:.2f} | after the first update {fmt(steady)} steps/s, ratio {fmt(steady, raw)} "
+                  f"| compiling {compile_s:.1f} s", flush=True)
 
     lines = [
         "# Training speed vs. raw environment speed",
@@ -119,9 +144,13 @@ def main() -> None:
         f"- commit `{commit()}`, {datetime.date.today().isoformat()}, {machine()}, {device}{platform_text()}",
         f"- command: `python benchmarks/speed.py {' '.join(sys.argv[1:])}`".rstrip() + "",
         "",
-        "| script | variant | raw env steps/s | training steps/s | ratio |",
-        "| --- | --- | ---: | ---: | ---: |",
-        *[f"| {algo}.py | {variant} | {raw:.0f} | {train:.0f} | {ratio:.2f} |" for algo, variant, raw, train, ratio in rows],
+        "- ratio: training / raw; after the first update: the steps/s of every update but the first, which"
+        " holds start-up and, with --compile, the compiling (an empty compile cache: the seconds are the last column)",
+        "",
+        "| script | variant | raw env steps/s | training steps/s | ratio | after the first update: steps/s | ratio | compiling, s |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *[f"| {algo}.py | {variant} | {raw:.0f} | {train:.0f} | {train / raw:.2f} | {fmt(steady)} | {fmt(steady, raw)} "
+          f"| {compile_s:.1f} |" for algo, variant, raw, train, steady, compile_s in rows],
         "",
     ]
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

@@ -341,14 +341,28 @@ SPEED = os.path.join(ROOT, "benchmarks", "speed.py")
 
 def test_speed_measures_training_against_the_raw_env_in_one_run(tmp_path):
     out = tmp_path / "speed.md"
-    proc = subprocess.run([sys.executable, SPEED, "--algos", "ppo", "--env-id", "CartPole-v1", "--timesteps", "2048",
+    proc = subprocess.run([sys.executable, SPEED, "--algos", "ppo", "--env-id", "CartPole-v1", "--timesteps", "6144",
                            "--raw-steps", "500", "--out", str(out)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     text = out.read_text()
     assert "plain = `--no-cuda`" in text and "command: `python benchmarks/speed.py --algos ppo" in text
     (row,) = [line for line in text.splitlines() if line.startswith("| ppo.py | plain |")]
-    raw, train, ratio = (float(x) for x in row.strip("| ").split(" | ")[2:])
+    raw, train, ratio, steady, steady_ratio, compile_s = (float(x) for x in row.strip("| ").split(" | ")[2:])
     assert raw > 0 and train > 0 and ratio == pytest.approx(train / raw, abs=0.006)
+    assert steady > 0 and steady_ratio == pytest.approx(steady / raw, abs=0.006) and compile_s == 0.0
+
+
+def test_speed_after_the_first_update_from_the_cumulative_steps_per_second(tmp_path):
+    spec_ = importlib.util.spec_from_file_location("bench_speed", SPEED)
+    speed = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(speed)
+    metrics = tmp_path / "metrics.jsonl"
+    rows = [{"global_step": 100, "charts/SPS": 50.0}, {"global_step": 120, "charts/episodic_return": 3.0},
+            {"global_step": 200, "charts/SPS": 80.0}, {"global_step": 300, "charts/SPS": 100.0}]
+    metrics.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert speed.steady_sps(str(metrics)) == pytest.approx(200.0)  # steps 100 -> 300 in seconds 2 -> 3
+    metrics.write_text(json.dumps(rows[0]) + "\n")
+    assert speed.steady_sps(str(metrics)) is None  # one update: nothing after it
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="for machines without CUDA")
