@@ -143,7 +143,6 @@ def main() -> None:
         "- raw: one `gym.make` env, random actions, resets included, mean of a measurement before and after training",
         f"- commit `{commit()}`, {datetime.date.today().isoformat()}, {machine()}, {device}{platform_text()}",
         f"- command: `python benchmarks/speed.py {' '.join(sys.argv[1:])}`".rstrip() + "",
-        "",
         "- ratio: training / raw; after the first update: the steps/s of every update but the first, which"
         " holds start-up and, with --compile, the compiling (an empty compile cache: the seconds are the last column)",
         "",
