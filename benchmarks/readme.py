@@ -10,6 +10,7 @@ of run.py's report (`summarize`), each judged on the runs it has.
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import os
 
@@ -67,6 +68,7 @@ def table() -> str:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="It takes no flags.").parse_args()
     path = os.path.join(ROOT, "README.md")
     with open(path) as f:
         text = f.read()

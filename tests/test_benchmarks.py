@@ -400,3 +400,15 @@ def test_readme_table_gives_the_reports_rows_each_judged_on_its_own_runs():
     assert "[old/report.md](old/report.md)" in text  # a cell not run points to the older report
     assert "![Fake-v0](benchmarks/results/quick/Fake-v0.png)" in lines
     assert readme.suite_table("quick", SUITES["quick"], records[2:3], None) == []  # no record of this budget
+
+
+def test_readme_help_only_helps(tmp_path):
+    readme_md = os.path.join(ROOT, "README.md")
+    before = os.stat(readme_md).st_mtime_ns
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "readme.py"), "--help"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "results table" in proc.stdout
+    assert os.stat(readme_md).st_mtime_ns == before  # README.md not rewritten
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "readme.py"), "--bogus"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and os.stat(readme_md).st_mtime_ns == before
