@@ -412,3 +412,12 @@ def test_readme_help_only_helps(tmp_path):
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "readme.py"), "--bogus"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and os.stat(readme_md).st_mtime_ns == before
+
+
+def test_the_readme_results_table_is_the_one_the_committed_records_make():
+    spec_ = importlib.util.spec_from_file_location("bench_readme_sync", os.path.join(ROOT, "benchmarks", "readme.py"))
+    readme = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(readme)
+    with open(os.path.join(ROOT, "README.md")) as f:
+        block = f.read().split(readme.START, 1)[1].split(readme.END, 1)[0]
+    assert block.strip() == readme.table().strip(), "README.md is behind the records: run python benchmarks/readme.py"
