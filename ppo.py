@@ -869,10 +869,11 @@ def save_checkpoint(path: str, checkpoint: dict) -> None:
     os.replace(tmp, path)
 
 
-def read_checkpoint(path: str, flag: str, device: torch.device) -> dict:
-    """The checkpoint at `path` if it is one of this script's; otherwise a ConfigError naming `flag`."""
+def read_checkpoint(path: str, flag: str) -> dict:
+    """The checkpoint at `path` if it is one of this script's, its tensors on the CPU (load_state_dict
+    copies them to the model's device; the rest is read on the host); otherwise a ConfigError naming `flag`."""
     try:
-        checkpoint = torch.load(path, map_location=device, weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise ConfigError(f"{flag} {path}: not a readable checkpoint ({type(e).__name__})") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("algo") != ALGO:
@@ -909,7 +910,7 @@ def rng_state() -> dict:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     return {"python": random.getstate(), "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
             "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []}  # a CPU run starts no CUDA
 
 
 def set_rng_state(state: dict) -> None:
@@ -918,7 +919,7 @@ def set_rng_state(state: dict) -> None:
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"].cpu())
-    if torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+    if torch.cuda.is_initialized() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
@@ -1016,6 +1017,8 @@ def compiled(fn: Callable, args: Args) -> Callable:
     if not args.compile:
         return fn
     compiled_fn = torch.compile(fn, mode="reduce-overhead" if args.cudagraphs else None)
+    if args.cudagraphs:
+        compiled_fn = replayed_safely(compiled_fn)
     chosen: list[Callable] = []
 
     def call(*fn_args, **fn_kwargs):
@@ -1032,6 +1035,19 @@ def compiled(fn: Callable, args: Args) -> Callable:
         print(f"{ALGO}: --compile: {fn.__name__} compiled in {time.time() - start:.1f} s", flush=True)
         chosen.append(compiled_fn)
         return out
+
+    return call
+
+
+def replayed_safely(graph_fn: Callable) -> Callable:
+    """A CUDA-graph function whose outputs outlive its next call: each call starts a new graph step
+    (torch.compiler.cudagraph_mark_step_begin, also after a call whose backward never ran) and returns
+    copies, since the next replay overwrites the graph's own output memory (losses kept for logging)."""
+
+    def call(*fn_args, **fn_kwargs):
+        torch.compiler.cudagraph_mark_step_begin()
+        out = graph_fn(*fn_args, **fn_kwargs)
+        return tuple(t.clone() for t in out) if isinstance(out, tuple) else out.clone()
 
     return call
 
@@ -1095,7 +1111,7 @@ class Run:
                 if key in saved and config["args"][key] != saved[key]:
                     raise ConfigError(f"--resume: --{key.replace('_', '-')} cannot change in a resumed run "
                                       f"(it has {saved[key]})")
-            self.restore(read_checkpoint(os.path.join(self.run_dir, "model.pt"), "--resume", device),
+            self.restore(read_checkpoint(os.path.join(self.run_dir, "model.pt"), "--resume"),
                          config["args"], everything=True)
             if self.global_step >= self.target_steps:
                 raise ConfigError(f"--resume {self.run_dir}: the run already has {self.global_step} steps; "
@@ -1105,7 +1121,7 @@ class Run:
             keep_metrics_until(os.path.join(self.run_dir, "metrics.jsonl"), self.global_step)
         else:
             if args.load_model:
-                self.restore(read_checkpoint(args.load_model, "--load-model", device), config["args"], everything=False)
+                self.restore(read_checkpoint(args.load_model, "--load-model"), config["args"], everything=False)
             _, self.run_dir = make_run_dir(args.output_dir, args.env_id, args.exp_name, args.seed)
         session = {key: config[key] for key in ("command", "sha256", "git_commit", "device")}
         self.config = {**config, "wandb_id": previous.get("wandb_id"), "sessions": [
@@ -1322,7 +1338,7 @@ def parse_args(argv: Optional[list[str]] = None) -> Args:
     if resume is not None:
         defaults = replace(defaults, **{**args_from(read_run_config(resume)["args"]), "resume": resume})
     elif load_model is not None and os.path.isfile(load_model):
-        saved = read_checkpoint(load_model, "--load-model", torch.device("cpu"))["args"]
+        saved = read_checkpoint(load_model, "--load-model")["args"]
         defaults = replace(defaults, **args_from(saved, MODEL_KEYS))
     return tyro.cli(Args, args=argv, default=defaults)
 

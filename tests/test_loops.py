@@ -508,3 +508,47 @@ def test_cuda_paths_run_and_learn_like_the_cpu(tmp_path, name, flags):
     assert summary["global_step"] == 128
     assert all(r["losses/value_loss"] is not None and r["losses/approx_kl"] is not None
                for r in metrics if "losses/approx_kl" in r)
+    (run_dir,) = glob.glob(str(tmp_path / "runs" / "*"))
+    m = MODULES[name]  # --resume on CUDA: the checkpoint's host-side state is read on the host
+    assert m.main(m.parse_args(["--resume", run_dir, "--total-timesteps", "192"]))["global_step"] == 192
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_cuda_discrete_actions_and_evaluation(tmp_path, name):
+    summary, _ = run_main(name, tmp_path, env_id="CartPole-v1", total_timesteps=128, cuda=True, eval_episodes=2)
+    assert summary["global_step"] == 128 and summary["eval_return_mean"] > 0
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_cuda_graph_outputs_outlive_the_next_replay(monkeypatch, name):
+    """A CUDA graph's replay writes its outputs into the same memory each time: the losses a loop
+    keeps for logging must be copies, and each call must begin a new graph step (CPU stand-in)."""
+    steps = []
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: steps.append(1))
+    static = torch.zeros(2)
+
+    def graph(x):  # outputs that alias the graph's static memory, as a replay's do
+        static.copy_(x)
+        return static[0], static[1]
+
+    call = MODULES[name].replayed_safely(graph)
+    first = call(torch.tensor([1.0, 2.0]))
+    second = call(torch.tensor([3.0, 4.0]))
+    assert [t.item() for t in first] == [1.0, 2.0] and [t.item() for t in second] == [3.0, 4.0]
+    assert len(steps) == 2
+    single = MODULES[name].replayed_safely(lambda x: static.copy_(x))
+    kept = single(torch.tensor([5.0, 6.0]))
+    single(torch.tensor([7.0, 8.0]))
+    assert kept.tolist() == [5.0, 6.0]
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_checkpoints_are_read_onto_the_host(tmp_path, monkeypatch, name):
+    """The checkpoint loads on the CPU whatever the run's device (load_state_dict copies weights to
+    it; the reward scaler's running returns are numpy): a CUDA run's --resume reads it too."""
+    run_main(name, tmp_path, env_id="Pendulum-v1", total_timesteps=64)
+    (run_dir,) = glob.glob(str(tmp_path / "runs" / "*"))
+    loads = spy(monkeypatch, torch, "load")
+    MODULES[name].read_checkpoint(f"{run_dir}/model.pt", "--resume")
+    assert [kwargs.get("map_location") for _, kwargs, _ in loads] == ["cpu"]
