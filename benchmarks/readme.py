@@ -27,7 +27,7 @@ def suite_table(suite: str, config: dict, records: list[dict], previous: str | N
     records = [r for r in records if r["timesteps"] == config.get(r["env_id"], {}).get(r["algo"], {}).get("timesteps")]
     if not records:
         return ([f"**{suite}**: no run of the current scripts recorded yet; the last report, made by older versions "
-                 f"of the scripts with mean ± std over 3–10 seeds, is [{previous}]({previous}).", ""] if previous else [])
+                 f"of the scripts, is [{previous}]({previous}).", ""] if previous else [])
     code, mixed = bench.code_of(records)
     scripts = ", ".join(f"{algo}.py {sha[:12]}" + ("" if sha == bench.script_sha256(algo) else " (not the current file)")
                         for algo, shas in code.items() for sha in shas)
@@ -52,8 +52,8 @@ def suite_table(suite: str, config: dict, records: list[dict], previous: str | N
         lines.append(f"| {env_id} | {'/'.join(f'{s:,}' for s in sorted(steps))} | "
                      f"{'/'.join(map(str, sorted(seeds)))} | " + " | ".join(cells) + " |")
     if previous and not_run:
-        lines += ["", f"Envs and scripts not run yet: see the report of older versions of the scripts "
-                      f"(mean ± std over 3–10 seeds), [{previous}]({previous})."]
+        lines += ["", f"Envs and scripts not run yet with the current scripts: see the last report of older versions "
+                      f"of the scripts, [{previous}]({previous})."]
     return lines + [""] + [f"![{e}](benchmarks/results/{suite}/{bench.file_name(e)}.png)" for e in sorted(config)
                            if any(r["env_id"] == e for r in records)] + [""]
 
