@@ -131,7 +131,7 @@ class Args:
     exp_name: str = os.path.splitext(os.path.basename(__file__))[0]
     """name of the experiment, part of the run directory's name"""
     seed: int = 1
-    """seed of python, numpy, torch and the environments"""
+    """seed of python, numpy, torch and the environments, in [0, 2**32)"""
     torch_deterministic: bool = True
     """force deterministic cuDNN kernels (CPU runs are deterministic either way)"""
     cuda: bool = True
@@ -707,6 +707,7 @@ def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
     global_step = run.global_step
 
     for update in range(run.update + 1, run.num_updates + 1):
+        guard = NonFiniteGuard(run)  # the run as of its last update, put back if a loss is not finite
         # ---- 1. Rollout with the fixed policy pi_0 (normalization statistics frozen) ------------
         final_values.zero_()
         for step in range(T):
@@ -763,11 +764,14 @@ def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
         b_advantages, b_returns, b_values = advantages.reshape(-1), returns.reshape(-1), values.reshape(-1)
         if args.norm_adv:
             b_advantages = normalize_advantages(b_advantages)
-        step = trpo_policy_update(agent, PolicyBatch(b_obs, b_actions, old_dist, b_logprobs, b_advantages), args)
+        try:
+            step = trpo_policy_update(agent, PolicyBatch(b_obs, b_actions, old_dist, b_logprobs, b_advantages), args)
+        except TrainingError as error:  # a non-finite surrogate: no step was taken on it
+            guard.stop(str(error))
 
         # ---- 5. Critic: minibatch regression of V(s) on the returns, with its own optimizer -------
         b_x = agent.normalize(b_obs)  # the critic's input, normalized once for all its minibatches
-        value_losses, guard = [], NonFiniteGuard(agent, run.optimizers)
+        value_losses = []
         for epoch in range(args.vf_update_epochs):
             # shuffle once per epoch; minibatches are consecutive slices of the shuffled batch
             perm = torch.randperm(batch_size, device=device)
@@ -831,6 +835,7 @@ class TrainingError(Exception):
 def validate_args(args: Args) -> None:
     """Raise ConfigError for the first invalid argument: the common checks, then the algorithm's own."""
     checks = [
+        (0 <= args.seed < 2**32, "--seed must be in [0, 2**32)"),
         (args.total_timesteps >= 0, "--total-timesteps must be >= 0"),
         (args.total_timesteps > 0 or args.load_model, "--total-timesteps 0 needs --load-model (evaluate only)"),
         (args.num_envs > 0, "--num-envs must be > 0"),
@@ -846,10 +851,15 @@ def validate_args(args: Args) -> None:
         (args.torch_threads > 0, "--torch-threads must be > 0"),
         (len(args.hidden_sizes) > 0 and min(args.hidden_sizes) > 0, "--hidden-sizes must be positive widths"),
     ]
+    for field in fields(args):
+        value = getattr(args, field.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"--{field.name.replace('_', '-')} must be a finite number")
     for ok, message in checks + algorithm_checks(args):
         if not ok:
             raise ConfigError(message)
-    if args.load_model is not None and not os.path.isfile(args.load_model):
+    # a resumed run reads its own model.pt: the --load-model its first session started from may be gone
+    if args.load_model is not None and not args.resume and not os.path.isfile(args.load_model):
         raise ConfigError(f"--load-model: no such file: {args.load_model}")
 
 
@@ -1140,13 +1150,13 @@ def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, device: torch.
 
 class NonFiniteGuard:
     """No update is kept that a non-finite loss went into, with one host-device sync per update
-    instead of one per gradient step: `watch` folds each loss into a flag on the device; `check`, at
-    the end of the update, reads it once and, if a loss was NaN or infinite, restores the agent and
-    the optimizers to their state before the update and stops the run (TrainingError)."""
+    instead of one per gradient step. Made at the start of an update, it copies the run's state (weights,
+    statistics, optimizers); `watch` folds each loss into a flag on the device; `check`, at the end of
+    the update, reads it once and, if a loss was NaN or infinite, puts that state back, saves the run
+    as of its last update (model.pt, which --resume continues) and stops it (TrainingError)."""
 
-    def __init__(self, agent: nn.Module, optimizers: dict[str, torch.optim.Optimizer]):
-        self.agent, self.optimizers = agent, optimizers
-        self.saved = copy.deepcopy((agent.state_dict(), {k: o.state_dict() for k, o in optimizers.items()}))
+    def __init__(self, run: Run):
+        self.run, self.saved = run, copy.deepcopy(run.state())
         self.nonfinite: Optional[torch.Tensor] = None
 
     def watch(self, loss: torch.Tensor) -> None:
@@ -1155,12 +1165,12 @@ class NonFiniteGuard:
 
     def check(self, update: int, global_step: int) -> None:
         if self.nonfinite is not None and bool(self.nonfinite):
-            agent_state, optimizer_states = self.saved
-            self.agent.load_state_dict(agent_state)
-            for name, optimizer in self.optimizers.items():
-                optimizer.load_state_dict(optimizer_states[name])
-            raise TrainingError(f"non-finite loss at update {update}, global step {global_step}; "
-                                "the update is undone and training stops")
+            self.stop(f"non-finite loss at update {update}, global step {global_step}")
+
+    def stop(self, reason: str) -> None:
+        """Undo the update, save the run as of its last update and stop it (TrainingError)."""
+        self.run.load_state(self.saved)
+        self.run.fail(f"{reason}; the update is undone and training stops")
 
 
 def compiled(fn: Callable, args: Args) -> Callable:
@@ -1304,17 +1314,42 @@ class Run:
             raise ConfigError(f"{flag}: the checkpoint's networks do not fit this script's Agent")
         self.agent.load_state_dict(checkpoint["agent"])
         for name, optimizer in self.optimizers.items():
+            learning_rates = [group["lr"] for group in optimizer.param_groups]
             optimizer.load_state_dict(checkpoint["optimizers"][name])
+            for group, lr in zip(optimizer.param_groups, learning_rates):
+                group["lr"] = lr  # the learning rate of this run's flags (config.json), not the checkpoint's
         self.reward_rms.load_state_dict(checkpoint["reward_rms"])
         if everything:
             progress = checkpoint["progress"]
             self.global_step, self.update, self.episodes = progress["global_step"], progress["update"], progress["episodes"]
             self.recent_returns.extend(progress["recent_returns"])
             self.earlier_time = progress["train_time"]
-            self.discounted_return[:] = progress["discounted_return"].numpy()
             set_rng_state(checkpoint["rng"])
             # the environments restart their episodes, from seeds that differ from the first session's
+            # (so reward scaling's running returns start again from 0, as after any episode's end)
             self.env_seed = int(np.random.SeedSequence([self.args.seed, self.global_step]).generate_state(1)[0] % 2**31)
+
+    def state(self) -> dict:
+        """What an update changes: weights and statistics, optimizers, the reward scaler."""
+        return {"agent": self.agent.state_dict(), "reward_rms": self.reward_rms.state_dict(),
+                "optimizers": {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()},
+                "discounted_return": self.discounted_return.copy()}
+
+    def load_state(self, state: dict) -> None:
+        self.agent.load_state_dict(state["agent"])
+        self.reward_rms.load_state_dict(state["reward_rms"])
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        self.discounted_return[:] = state["discounted_return"]
+
+    def fail(self, message: str) -> None:
+        """Training cannot go on: save the run as it is (model.pt), close the logs, raise TrainingError."""
+        self.save()
+        self.logger.close()
+        if self.wandb_run is not None:
+            self.wandb_run.finish(exit_code=1)
+        raise TrainingError(f"{message}; {os.path.join(self.run_dir, 'model.pt')} holds the run as of step "
+                            f"{self.global_step} (--resume continues it, e.g. with other flags)")
 
     def start_wandb(self):
         try:
@@ -1417,8 +1452,7 @@ class Run:
             "reward_rms": self.reward_rms.state_dict(),
             "progress": {"global_step": self.global_step, "update": self.update, "episodes": self.episodes,
                          "recent_returns": list(self.recent_returns),
-                         "train_time": self.earlier_time + self.session_train_time(),
-                         "discounted_return": torch.from_numpy(self.discounted_return.copy())},
+                         "train_time": self.earlier_time + self.session_train_time()},
             "rng": rng_state(),
         })
 

@@ -159,7 +159,7 @@ class SelfSignalEnv(gym.Env):
     """Pendulum-like noise with Box actions and 25-step episodes, which sends its own process a real
     signal when the process has taken SELF_SIGNAL_AT env steps in all (SELF_SIGNAL = INT or TERM; a
     comma-separated list of steps sends one signal per step): a deterministic way to interrupt a
-    training run at a known point."""
+    training run at a known point. The reward of the process's env step NAN_REWARD_AT is NaN."""
 
     observation_space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
     action_space = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
@@ -177,7 +177,10 @@ class SelfSignalEnv(gym.Env):
         if SelfSignalEnv.steps_in_process in at:
             os.kill(os.getpid(), getattr(signal, "SIG" + os.environ.get("SELF_SIGNAL", "INT")))
         obs = self.np_random.normal(size=3).astype(np.float32)
-        return obs, float(-np.square(action).sum() + obs[0]), False, self.t >= 25, {}
+        reward = float(-np.square(action).sum() + obs[0])
+        if str(SelfSignalEnv.steps_in_process) == os.environ.get("NAN_REWARD_AT"):
+            reward = float("nan")
+        return obs, reward, False, self.t >= 25, {}
 
 
 for name, cls in [("NaNReward-v0", NaNRewardEnv), ("DictObs-v0", DictObsEnv),

@@ -425,12 +425,22 @@ def test_checkpoints_round_trip_everything_and_training_continues_from_them(tmp_
     assert a["agent"]["obs_rms.count"] > 100 and a["reward_rms"]["count"] > 100  # moved from their priors
     assert all(len(state) > 0 for state in optimizer_states(a).values())  # Adam moments of every optimizer
 
-    # load then save, without training in between: the same checkpoint
-    run_main(name, tmp_path / "b", total_timesteps=0, load_model=path_a, **flags)
+    # load then save, without training in between: the same checkpoint, but for the learning rates,
+    # which are the new run's flags (config.json), not the checkpoint's (PPO's annealed 1.5e-4)
+    learning_rates = {"ppo": dict(learning_rate=7e-4), "trpo": dict(vf_learning_rate=9e-4),
+                      "reinforce": dict(learning_rate=7e-4, vf_learning_rate=9e-4)}[name]
+    run_main(name, tmp_path / "b", total_timesteps=0, load_model=path_a, **flags, **learning_rates)
     (path_b,) = glob.glob(str(tmp_path / "b" / "runs" / "*" / "model.pt"))
     b = torch.load(path_b, weights_only=True)
-    for key in ("agent", "optimizers", "reward_rms", "algo", "version"):
+    for key in ("agent", "reward_rms", "algo", "version"):
         assert_same(a[key], b[key], key)
+    assert_same(optimizer_states(a), optimizer_states(b), "optimizer states")
+    expected_lr = {"actor_critic": 7e-4, "critic": 9e-4, "policy": 7e-4}
+    for optimizer_name, state in b["optimizers"].items():
+        (group,) = state["param_groups"]
+        assert group["lr"] == expected_lr[optimizer_name], optimizer_name
+        (saved,) = a["optimizers"][optimizer_name]["param_groups"]
+        assert {k: v for k, v in group.items() if k != "lr"} == {k: v for k, v in saved.items() if k != "lr"}
 
     # training from the checkpoint starts from its state: weights, statistics, optimizer moments
     agents, optimizers = record_agents(monkeypatch, m), record_optimizers(monkeypatch)
@@ -453,31 +463,53 @@ def test_checkpoints_round_trip_everything_and_training_continues_from_them(tmp_
     assert_same(a["reward_rms"], reward_stats[0], "reward_rms")
 
 
-@pytest.mark.parametrize("name", ["ppo", "reinforce"])
-def test_a_non_finite_loss_leaves_no_trace_of_its_update(tmp_path, monkeypatch, name):
-    """The rewards turn NaN within the first batch: the run stops, and the agent and its optimizers
-    are as they were before that update (no Adam step survives)."""
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_a_non_finite_loss_undoes_its_update_and_saves_the_run(tmp_path, monkeypatch, name):
+    """The rewards turn NaN within the first batch: the run stops; the agent and its optimizers are as
+    they were before that update (no Adam step survives), and model.pt holds that state at step 0.
+    (TRPO meets the NaN first in its surrogate, before any step on it.)"""
     m = MODULES[name]
     agents, optimizers, at_first_batch = record_agents(monkeypatch, m), record_optimizers(monkeypatch), []
     spy(monkeypatch, m, ESTIMATOR[name], before=lambda *a, **k: at_first_batch.append(copy.deepcopy(agents[-1].state_dict())))
-    with pytest.raises(m.TrainingError, match="non-finite loss at update 1"):
+    with pytest.raises(m.TrainingError, match=r"non-finite (loss at update 1|surrogate).* holds the run as of step 0 "):
         run_main(name, tmp_path, env_id="NaNReward-v0", total_timesteps=64, norm_obs=False, norm_reward=False)
     assert_same(at_first_batch[0], agents[-1].state_dict(), "agent")
     assert all(optimizer.state_dict()["state"] == {} for optimizer in optimizers)
+    (path,) = glob.glob(str(tmp_path / "runs" / "*" / "model.pt"))
+    saved = torch.load(path, weights_only=True)
+    assert_same(saved["agent"], at_first_batch[0], "saved agent")
+    assert saved["progress"]["global_step"] == 0 and all(s["state"] == {} for s in saved["optimizers"].values())
+
+
+class GuardedRun:
+    """What NonFiniteGuard needs of a Run: state, load_state and fail (which raises)."""
+
+    def __init__(self, m, net, optimizer):
+        self.m, self.net, self.optimizer = m, net, optimizer
+
+    def state(self):
+        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state(self, state):
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+    def fail(self, message):
+        raise self.m.TrainingError(message)
 
 
 def test_the_non_finite_guard_reads_the_device_once_and_restores():
-    guard_class, net = MODULES["trpo"].NonFiniteGuard, torch.nn.Linear(2, 1)
+    m, net = MODULES["trpo"], torch.nn.Linear(2, 1)
     optimizer = torch.optim.Adam(net.parameters(), lr=0.1)
     before = copy.deepcopy(net.state_dict())
-    guard = guard_class(net, {"critic": optimizer})
+    guard = m.NonFiniteGuard(GuardedRun(m, net, optimizer))
     for loss in (net(torch.ones(1, 2)).sum(), net(torch.ones(1, 2)).sum() * float("nan")):
         guard.watch(loss)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     assert isinstance(guard.nonfinite, torch.Tensor)  # a tensor flag until check reads it
-    with pytest.raises(MODULES["trpo"].TrainingError, match="non-finite loss at update 3, global step 99"):
+    with pytest.raises(m.TrainingError, match="non-finite loss at update 3, global step 99; the update is undone"):
         guard.check(3, 99)
     assert_same(before, net.state_dict(), "restored")
     assert optimizer.state_dict()["state"] == {}

@@ -247,6 +247,10 @@ def bad_args(script):
         *([(["--compile", "--cudagraphs"], "--cudagraphs")] if not torch.cuda.is_available() else []),
         (["--resume", "no/such/run"], "--resume"),
         (["--resume", "a", "--load-model", "b"], "--resume"),
+        (["--seed", "-1"], "--seed"),
+        (["--seed", str(2**32)], "--seed"),
+        ([{"ppo.py": "--learning-rate", "trpo.py": "--max-kl", "reinforce.py": "--vf-learning-rate"}[script], "inf"],
+         "must be a finite number"),
     ]
 
 
@@ -282,7 +286,8 @@ INVALID_FIELDS = {
                      ("vf_learning_rate", 0.0), ("vf_update_epochs", 0), ("vf_num_minibatches", 0)],
 }
 COMMON_INVALID = [("eval_episodes", -1), ("hidden_sizes", ()), ("hidden_sizes", (64, 0)), ("gamma", 1.01),
-                  ("total_timesteps", -5), ("torch_threads", 0)]
+                  ("total_timesteps", -5), ("torch_threads", 0), ("seed", -1), ("seed", 2**32),
+                  ("gamma", float("nan")), ("clip_obs", float("inf")), ("clip_reward", -float("inf"))]
 INVALID = [(s, f, v) for s in SCRIPT_NAMES for f, v in INVALID_FIELDS[s] + COMMON_INVALID]
 
 
