@@ -15,7 +15,8 @@ Repeat until `--total-timesteps` environment steps have been taken:
 1. Collect a dataset S of trajectories (`num_envs * num_steps` steps) with the current policy pi.
 2. A_t = G_t - V(s_t), with the Monte-Carlo reward-to-go G_t = sum_k gamma^k r_{t+k} of the rest of
    the episode (not the whole episode's return, and not GAE) and a learned state-value baseline V,
-   which lowers the variance without biasing the gradient (`--no-baseline`: A_t = G_t).
+   which lowers the variance without biasing the gradient (`--no-baseline --no-norm-adv`: A_t = G_t;
+   `--no-baseline` alone still centres G on its batch mean, a constant baseline, by `--norm-adv`).
    An episode cut by a time limit or by the end of the batch continues past the data:
    G_t is bootstrapped there with V(final observation). An episode that terminated is not.
 3. Take `update_epochs` gradient steps (default 1) on
@@ -162,7 +163,8 @@ class Args:
     update_epochs: int = 1
     """gradient steps on each batch (more than 1 reuses stale data: see the module docstring)"""
     baseline: bool = True
-    """subtract the learned V(s) from the reward-to-go"""
+    """subtract the learned V(s) from the reward-to-go (without it, --norm-adv still subtracts the batch
+    mean: add --no-norm-adv for A_t = G_t)"""
     norm_adv: bool = True
     """normalize advantages over the batch"""
     max_grad_norm: float = 0.5
@@ -752,8 +754,11 @@ class MetricsLogger:
                 if key not in ("global_step", "time") and value is not None:
                     self.tb_writer.add_scalar(key, value, global_step)
 
-    def flush(self) -> None:
+    def flush(self, sync: bool = False) -> None:
+        """Hand the records to the OS; with `sync` also wait until metrics.jsonl is on the disk."""
         self.file.flush()
+        if sync:
+            os.fsync(self.file.fileno())
         if self.tb_writer is not None:
             self.tb_writer.flush()
 
@@ -790,6 +795,13 @@ def save_checkpoint(path: str, checkpoint: dict) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def write_json(path: str, data: dict) -> None:
+    """JSON into a temporary file, then renamed over `path`: a kill leaves the old file or the new one."""
+    with open(path + ".tmp", "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(path + ".tmp", path)
 
 
 def read_checkpoint(path: str, flag: str) -> dict:
@@ -1052,8 +1064,7 @@ class Run:
                                             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}]}
         self.wandb_run = self.start_wandb() if args.track else None
         tb_writer = self.start_tensorboard() if args.tensorboard else None
-        with open(os.path.join(self.run_dir, "config.json"), "w") as f:
-            json.dump(self.config, f, indent=2)
+        write_json(os.path.join(self.run_dir, "config.json"), self.config)
         self.logger = MetricsLogger(os.path.join(self.run_dir, "metrics.jsonl"), self.wandb_run, tb_writer,
                                     time_offset=self.earlier_time)
         resumed = f" (resumed at step {self.global_step})" if args.resume else ""
@@ -1062,7 +1073,7 @@ class Run:
 
     def restore(self, checkpoint: dict, resolved_args: dict, everything: bool) -> None:
         """Load weights, statistics and optimizers (--load-model), and with `everything` also the
-        counters, the reward scaler's running returns and the RNG states (--resume)."""
+        counters and the RNG states (--resume)."""
         flag = "--resume" if everything else "--load-model"
         for key in MODEL_KEYS:
             saved = args_from(checkpoint["args"], [key])[key]
@@ -1072,13 +1083,7 @@ class Run:
         expected = {k: tuple(v.shape) for k, v in self.agent.state_dict().items()}
         if {k: tuple(v.shape) for k, v in checkpoint["agent"].items()} != expected:
             raise ConfigError(f"{flag}: the checkpoint's networks do not fit this script's Agent")
-        self.agent.load_state_dict(checkpoint["agent"])
-        for name, optimizer in self.optimizers.items():
-            learning_rates = [group["lr"] for group in optimizer.param_groups]
-            optimizer.load_state_dict(checkpoint["optimizers"][name])
-            for group, lr in zip(optimizer.param_groups, learning_rates):
-                group["lr"] = lr  # the learning rate of this run's flags (config.json), not the checkpoint's
-        self.reward_rms.load_state_dict(checkpoint["reward_rms"])
+        self.load_state(checkpoint)
         if everything:
             progress = checkpoint["progress"]
             self.global_step, self.update, self.episodes = progress["global_step"], progress["update"], progress["episodes"]
@@ -1090,26 +1095,37 @@ class Run:
             self.env_seed = int(np.random.SeedSequence([self.args.seed, self.global_step]).generate_state(1)[0] % 2**31)
 
     def state(self) -> dict:
-        """What an update changes: weights and statistics, optimizers, the reward scaler."""
+        """What an update changes: weights and statistics, optimizers, reward scaling's statistics and
+        running returns (a checkpoint holds all but the running returns, which a resumed run restarts)."""
         return {"agent": self.agent.state_dict(), "reward_rms": self.reward_rms.state_dict(),
                 "optimizers": {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()},
                 "discounted_return": self.discounted_return.copy()}
 
     def load_state(self, state: dict) -> None:
+        """Put back a `state()`, or a checkpoint's part of one. The learning rates stay this run's (its
+        flags and schedule set them), not the saved ones."""
         self.agent.load_state_dict(state["agent"])
         self.reward_rms.load_state_dict(state["reward_rms"])
         for name, optimizer in self.optimizers.items():
+            learning_rates = [group["lr"] for group in optimizer.param_groups]
             optimizer.load_state_dict(state["optimizers"][name])
-        self.discounted_return[:] = state["discounted_return"]
+            for group, lr in zip(optimizer.param_groups, learning_rates):
+                group["lr"] = lr
+        if "discounted_return" in state:
+            self.discounted_return[:] = state["discounted_return"]
 
     def fail(self, message: str) -> None:
         """Training cannot go on: save the run as it is (model.pt), close the logs, raise TrainingError."""
         self.save()
-        self.logger.close()
-        if self.wandb_run is not None:
-            self.wandb_run.finish(exit_code=1)
+        self.close_logs(exit_code=1)
         raise TrainingError(f"{message}; {os.path.join(self.run_dir, 'model.pt')} holds the run as of step "
                             f"{self.global_step} (--resume continues it, e.g. with other flags)")
+
+    def close_logs(self, exit_code: int) -> None:
+        """Close metrics.jsonl and TensorBoard's events, and end the wandb run with `exit_code`."""
+        self.logger.close()
+        if self.wandb_run is not None:
+            self.wandb_run.finish(exit_code=exit_code)
 
     def start_wandb(self):
         try:
@@ -1202,14 +1218,16 @@ class Run:
         return returns
 
     def save(self) -> None:
-        """model.pt: everything --load-model and --resume read back."""
+        """model.pt: everything --load-model and --resume read back. The records logged so far reach
+        the disk first, so that no kill leaves a checkpoint ahead of metrics.jsonl."""
+        self.logger.flush(sync=True)
+        state = self.state()
+        del state["discounted_return"]  # a resumed run restarts its episodes, and these with them
         save_checkpoint(os.path.join(self.run_dir, "model.pt"), {
             "algo": ALGO,
             "version": CHECKPOINT_VERSION,
             "args": self.config["args"],
-            "agent": self.agent.state_dict(),
-            "optimizers": {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()},
-            "reward_rms": self.reward_rms.state_dict(),
+            **state,
             "progress": {"global_step": self.global_step, "update": self.update, "episodes": self.episodes,
                          "recent_returns": list(self.recent_returns),
                          "train_time": self.earlier_time + self.session_train_time()},
@@ -1242,12 +1260,10 @@ class Run:
             eval_returns = self.evaluate(video_dir)
             summary["eval_return_mean"] = float(np.mean(eval_returns))
             summary["eval_return_std"] = float(np.std(eval_returns))
-        with open(os.path.join(self.run_dir, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=2)
-        self.logger.close()
+        write_json(os.path.join(self.run_dir, "summary.json"), summary)
         if self.wandb_run is not None:
             self.wandb_run.summary.update({k: v for k, v in summary.items() if v is not None})
-            self.wandb_run.finish(exit_code=128 + self.stop.signum if interrupted else 0)
+        self.close_logs(exit_code=128 + self.stop.signum if interrupted else 0)
         final = f"{summary['final_return_mean']:.1f}" if summary["final_return_mean"] is not None else "n/a"
         evaluation = f" | eval {summary['eval_return_mean']:.1f} +- {summary['eval_return_std']:.1f}" if "eval_return_mean" in summary else ""
         print(f"{ALGO} {'stopped' if interrupted else 'done'}: {self.global_step} steps in {format_seconds(train_time)} "

@@ -194,10 +194,12 @@ def test_resume_refuses_what_it_cannot_continue(run, tmp_path):
 def test_checkpoints_are_written_when_due_and_atomically(tmp_path, monkeypatch, name):
     m = MODULES[name]
     saves = spy(monkeypatch, m, "save_checkpoint")
-    real_save, calls = torch.save, []
+    real_save, calls, on_disk = torch.save, [], []
 
     def save_then_die(obj, f, *args, **kwargs):  # the third checkpoint write is killed halfway
         calls.append(obj["progress"]["global_step"])
+        # what a kill now would leave of the log: it must reach the update the checkpoint holds
+        on_disk.append(update_records(read_metrics(os.path.dirname(f.name)))[-1]["global_step"])
         if len(calls) == 3:
             f.write(b"half a checkpoint")
             raise KeyboardInterrupt("killed while writing")
@@ -207,10 +209,22 @@ def test_checkpoints_are_written_when_due_and_atomically(tmp_path, monkeypatch, 
     with pytest.raises(KeyboardInterrupt):
         run_main(name, tmp_path, env_id="Pendulum-v1", total_timesteps=640, checkpoint_every=128)
     assert calls == [128, 256, 384]  # every 128 steps (2 envs x 32 steps = 64 per batch)
+    assert on_disk == calls  # metrics.jsonl is never behind model.pt
     assert len(saves) == 2
     (run_dir,) = glob.glob(str(tmp_path / "runs" / "*"))
     checkpoint = torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)  # the previous one, whole
     assert checkpoint["progress"]["global_step"] == 256
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_json_files_are_replaced_whole(tmp_path, name):
+    """config.json (rewritten by --resume) and summary.json: a failure mid-write leaves the old file."""
+    path = str(tmp_path / "config.json")
+    MODULES[name].write_json(path, {"sessions": 1})
+    with pytest.raises(TypeError):
+        MODULES[name].write_json(path, {"sessions": 2, "then": object()})  # json.dump fails halfway through
+    with open(path) as f:
+        assert json.load(f) == {"sessions": 1}
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
