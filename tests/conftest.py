@@ -2,6 +2,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,3 +29,19 @@ def run(tmp_path):
                           env_extra=env_extra)
 
     return _run
+
+
+def random_batch(T, N, terminated, truncated, seed=0):
+    """A (T, N) batch for the return and advantage references: random float64 rewards, values and next
+    values, and boolean terminations / truncations set at the given (t, n) cells, dones = either.
+    Returns (rewards, values, next_values, terminations, truncations, dones)."""
+    rng = np.random.default_rng(seed)
+    rewards, values, next_values = (rng.normal(size=(T, N)) for _ in range(3))
+    flags = []
+    for cells in (terminated, truncated):
+        flag = np.zeros((T, N), dtype=bool)
+        for t, n in cells:
+            flag[t, n] = True
+        flags.append(flag)
+    terminations, truncations = flags
+    return rewards, values, next_values, terminations, truncations, terminations | truncations

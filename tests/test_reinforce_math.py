@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import reinforce
+from conftest import random_batch
 
 
 def slow_reward_to_go(rewards, next_values, terminations, truncations, gamma):
@@ -29,17 +30,9 @@ def slow_reward_to_go(rewards, next_values, terminations, truncations, gamma):
 
 @pytest.mark.parametrize("gamma", [0.99, 0.5, 1.0])
 def test_reward_to_go_matches_slow_reference_with_mid_batch_terminations_and_truncations(gamma):
-    rng = np.random.default_rng(0)
-    T, N = 13, 3
-    rewards = rng.normal(size=(T, N))
-    next_values = rng.normal(size=(T, N))
-    terminations = np.zeros((T, N), dtype=bool)
-    truncations = np.zeros((T, N), dtype=bool)
-    terminations[[2, 8], 0] = True
-    truncations[[4, 9], 1] = True
-    terminations[3, 2], truncations[7, 2] = True, True
-    terminations[12, 0] = True  # terminates on the batch's last step: no bootstrap there either
-    dones = terminations | truncations
+    # mid-batch ends in envs 0-2, and env 0 terminates on the batch's last step: no bootstrap there either
+    rewards, _, next_values, terminations, truncations, dones = random_batch(
+        13, 3, terminated=[(2, 0), (8, 0), (3, 2), (12, 0)], truncated=[(4, 1), (9, 1), (7, 2)])
     t = lambda a: torch.as_tensor(a, dtype=torch.float64)
     got = reinforce.reward_to_go(t(rewards), t(next_values), t(terminations), t(dones), gamma)
     np.testing.assert_allclose(got.numpy(), slow_reward_to_go(rewards, next_values, terminations, truncations, gamma),

@@ -12,6 +12,8 @@ import pytest
 import torch
 from torch.distributions import Categorical, Normal, kl_divergence
 
+from conftest import random_batch
+
 SCRIPTS = ["ppo", "trpo", "reinforce"]
 MODULES = {name: importlib.import_module(name) for name in SCRIPTS}
 DEFINED_IN = {
@@ -65,18 +67,9 @@ def slow_gae(rewards, values, next_values, terminations, truncations, gamma, lam
 @pytest.mark.parametrize("compute_gae", copies("compute_gae"))
 @pytest.mark.parametrize("gamma,lam", [(0.99, 0.95), (0.9, 1.0), (1.0, 0.5)])
 def test_compute_gae_matches_slow_reference_with_mid_batch_terminations_and_truncations(compute_gae, gamma, lam):
-    rng = np.random.default_rng(0)
-    T, N = 17, 3
-    rewards = rng.normal(size=(T, N))
-    values = rng.normal(size=(T, N))
-    next_values = rng.normal(size=(T, N))
-    terminations = np.zeros((T, N), dtype=bool)
-    truncations = np.zeros((T, N), dtype=bool)
-    terminations[[3, 9], 0] = True
-    truncations[[5, 12], 1] = True
-    terminations[4, 2], truncations[10, 2] = True, True
-    terminations[15, 2] = truncations[15, 2] = True  # both at once: terminal wins, no bootstrap
-    dones = terminations | truncations
+    # mid-batch ends in envs 0-2, and env 2 both terminates and is truncated at step 15: terminal wins, no bootstrap
+    rewards, values, next_values, terminations, truncations, dones = random_batch(
+        17, 3, terminated=[(3, 0), (9, 0), (4, 2), (15, 2)], truncated=[(5, 1), (12, 1), (10, 2), (15, 2)])
 
     expected = slow_gae(rewards, values, next_values, terminations, truncations, gamma, lam)
     t = lambda a: torch.as_tensor(a, dtype=torch.float64)
