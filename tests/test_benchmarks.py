@@ -352,10 +352,36 @@ def test_speed_measures_training_against_the_raw_env_in_one_run(tmp_path):
     assert steady > 0 and steady_ratio == pytest.approx(steady / raw, abs=0.006) and compile_s == 0.0
 
 
-def test_speed_after_the_first_update_from_the_cumulative_steps_per_second(tmp_path):
+def load_speed():
     spec_ = importlib.util.spec_from_file_location("bench_speed", SPEED)
     speed = importlib.util.module_from_spec(spec_)
     spec_.loader.exec_module(speed)
+    return speed
+
+
+def test_speed_ratio_is_training_over_the_mean_raw_speed_around_it(tmp_path, monkeypatch):
+    """Known measurements in, the table's figures out: raw = mean(before, after) for each row, the
+    variant's flags reach the script, and the ratios divide by that row's raw speed."""
+    speed, raw_speeds, trained = load_speed(), iter([1000.0, 3000.0, 4000.0, 6000.0]), []
+    monkeypatch.setattr(speed, "raw_env_sps", lambda env_id, steps: next(raw_speeds))
+
+    def training_sps(algo, env_id, timesteps, extra):
+        trained.append((algo, env_id, timesteps, extra))
+        return (1500.0, 1800.0, 0.0) if "--compile" not in extra else (3000.0, 4500.0, 9.5)
+
+    monkeypatch.setattr(speed, "training_sps", training_sps)
+    out = tmp_path / "speed.md"
+    monkeypatch.setattr(sys, "argv", ["speed.py", "--algos", "trpo", "--env-id", "Pendulum-v1", "--timesteps", "64",
+                                      "--variants", "plain", "compile", "--out", str(out)])
+    speed.main()
+    assert trained == [("trpo", "Pendulum-v1", 64, ["--no-cuda"]), ("trpo", "Pendulum-v1", 64, ["--no-cuda", "--compile"])]
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| trpo.py |")]
+    assert rows == ["| trpo.py | plain | 2000 | 1500 | 0.75 | 1800 | 0.90 | 0.0 |",
+                    "| trpo.py | compile | 5000 | 3000 | 0.60 | 4500 | 0.90 | 9.5 |"]
+
+
+def test_speed_after_the_first_update_from_the_cumulative_steps_per_second(tmp_path):
+    speed = load_speed()
     metrics = tmp_path / "metrics.jsonl"
     rows = [{"global_step": 100, "charts/SPS": 50.0}, {"global_step": 120, "charts/episodic_return": 3.0},
             {"global_step": 200, "charts/SPS": 80.0}, {"global_step": 300, "charts/SPS": 100.0}]

@@ -9,7 +9,9 @@ import copy
 import glob
 import json
 import os
+import random
 
+import numpy as np
 import pytest
 import torch
 
@@ -85,6 +87,10 @@ def test_sigint_saves_the_run_and_resume_continues_it(run, tmp_path, script):
     assert_ok(uninterrupted)
     (whole_dir,) = run_dirs(tmp_path / "whole")
     assert read_summary(whole_dir)["global_step"] == summary["global_step"]
+    # the same update records as the uninterrupted run, at the same steps, with the same schedules
+    schedule = lambda records: [{k: v for k, v in r.items() if k == "global_step" or "learning_rate" in k}
+                                for r in update_records(records)]
+    assert schedule(metrics) == schedule(read_metrics(whole_dir))
 
 
 def test_sigterm_exits_143_saved(run, tmp_path):
@@ -114,7 +120,9 @@ def test_a_second_signal_quits_at_once(run, tmp_path):
 def test_resume_restores_every_piece_of_state(tmp_path, monkeypatch, name):
     """In-process: what --resume restores is exactly what was saved; the envs restart from new seeds."""
     m = MODULES[name]
-    run_main(name, tmp_path, env_id="Pendulum-v1", total_timesteps=128)
+    with monkeypatch.context() as patch:  # python's and numpy's generators, unused by training, drawn from once
+        spy(patch, m, "rng_state", before=lambda: (random.random(), np.random.random()))
+        run_main(name, tmp_path, env_id="Pendulum-v1", total_timesteps=128)
     (run_dir,) = glob.glob(str(tmp_path / "runs" / "*"))
     saved = torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)
     restored = []
@@ -123,7 +131,7 @@ def test_resume_restores_every_piece_of_state(tmp_path, monkeypatch, name):
     def start_envs(run):
         restored.append(copy.deepcopy((run.agent.state_dict(), {k: o.state_dict() for k, o in run.optimizers.items()},
                                        run.reward_rms.state_dict(), run.discounted_return, list(run.recent_returns),
-                                       run.episodes, run.env_seed, torch.get_rng_state())))
+                                       run.episodes, run.env_seed, m.rng_state())))
         return real_start_envs(run)
 
     monkeypatch.setattr(m.Run, "start_envs", start_envs)
@@ -139,8 +147,10 @@ def test_resume_restores_every_piece_of_state(tmp_path, monkeypatch, name):
     # the envs restart their episodes, so reward scaling's running returns start again from 0
     assert "discounted_return" not in saved["progress"] and not discounted_return.any()
     assert recent == saved["progress"]["recent_returns"] and episodes == saved["progress"]["episodes"]
-    assert torch.equal(rng, saved["rng"]["torch"])
-    assert env_seed != 1  # the environments restart their episodes, from other seeds than the first session's
+    assert torch.equal(rng.pop("torch"), saved["rng"].pop("torch"))
+    assert rng == saved["rng"]  # python's and numpy's generators too (and no CUDA state on the CPU)
+    # the envs restart their episodes from seeds drawn from (seed, step), not the first session's seed 1
+    assert env_seed == int(np.random.SeedSequence([1, 128]).generate_state(1)[0] % 2**31) != 1
     assert read_summary(run_dir)["global_step"] == 192
 
 
@@ -217,12 +227,36 @@ def test_checkpoints_are_written_when_due_and_atomically(tmp_path, monkeypatch, 
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
-def test_json_files_are_replaced_whole(tmp_path, name):
+def test_json_files_are_replaced_whole(tmp_path, monkeypatch, name):
     """config.json (rewritten by --resume) and summary.json: a failure mid-write leaves the old file."""
-    path = str(tmp_path / "config.json")
-    MODULES[name].write_json(path, {"sessions": 1})
+    m, path = MODULES[name], str(tmp_path / "config.json")
+    m.write_json(path, {"sessions": 1})
     with pytest.raises(TypeError):
-        MODULES[name].write_json(path, {"sessions": 2, "then": object()})  # json.dump fails halfway through
+        m.write_json(path, {"sessions": 2, "then": object()})  # json.dump fails halfway through
+    with open(path) as f:
+        assert json.load(f) == {"sessions": 1}
+
+    class DiesMidWrite:  # a file whose first write is cut off: the disk fills, or the process is killed
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, text):
+            self.f.write(text[:2])
+            raise OSError("killed while writing")
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.f.__exit__(*exc)
+
+    monkeypatch.setattr(m, "open", lambda *a, **k: DiesMidWrite(open(*a, **k)), raising=False)
+    with pytest.raises(OSError, match="killed"):
+        m.write_json(path, {"sessions": 3, "commands": ["a" * 100, "b" * 100]})
+    monkeypatch.undo()
     with open(path) as f:
         assert json.load(f) == {"sessions": 1}
 
@@ -234,6 +268,7 @@ def test_stop_during_the_update_ends_it_at_a_safe_point(tmp_path, monkeypatch, n
     stop = m.StopRequest()
     estimator = {"ppo": "ppo_policy_loss", "trpo": "conjugate_gradient", "reinforce": "reinforce_loss"}[name]
     calls = spy(monkeypatch, m, estimator, before=lambda *a, **k: setattr(stop, "signum", 2) if len(calls) == 2 else None)
+    critic_steps = spy(monkeypatch, m, "critic_loss") if name != "ppo" else []
     summary = m.main(m.Args(env_id="Pendulum-v1", total_timesteps=640, eval_episodes=3, cuda=False,
                             output_dir=str(tmp_path / "runs"), **TINY[name]), stop)
     assert summary["interrupted"] is True and "eval_return_mean" not in summary
@@ -243,6 +278,8 @@ def test_stop_during_the_update_ends_it_at_a_safe_point(tmp_path, monkeypatch, n
     assert summary["global_step"] == stopped_at == updates[-1]["global_step"] < 640
     if name == "ppo":
         assert updates[-1]["ppo/minibatch_steps"] < 8  # the update was cut short
+    else:  # the critic's fit of the last update ended after its first epoch: 4 of its 2 x 4 minibatch steps
+        assert len(critic_steps) == 8 * (len(updates) - 1) + 4
     checkpoint = torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)
     assert checkpoint["progress"]["global_step"] == stopped_at
 

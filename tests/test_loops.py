@@ -498,36 +498,52 @@ class GuardedRun:
         raise self.m.TrainingError(message)
 
 
-def test_the_non_finite_guard_reads_the_device_once_and_restores():
+def test_the_non_finite_guard_reads_the_device_once_and_restores(monkeypatch):
     m, net = MODULES["trpo"], torch.nn.Linear(2, 1)
     optimizer = torch.optim.Adam(net.parameters(), lr=0.1)
     before = copy.deepcopy(net.state_dict())
     guard = m.NonFiniteGuard(GuardedRun(m, net, optimizer))
+    reads, watching = [], []
+    for method in ("item", "tolist", "__bool__", "__float__", "__int__", "numpy", "cpu"):  # the ways to read a value
+        real = getattr(torch.Tensor, method)
+        monkeypatch.setattr(torch.Tensor, method, lambda self, *a, _real=real, _name=method, **k:
+                            (reads.append(_name) if watching else None, _real(self, *a, **k))[1])
     for loss in (net(torch.ones(1, 2)).sum(), net(torch.ones(1, 2)).sum() * float("nan")):
+        watching.append(True)
         guard.watch(loss)
+        watching.clear()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    assert isinstance(guard.nonfinite, torch.Tensor)  # a tensor flag until check reads it
+    assert reads == [] and isinstance(guard.nonfinite, torch.Tensor)  # a device flag, unread until check
     with pytest.raises(m.TrainingError, match="non-finite loss at update 3, global step 99; the update is undone"):
         guard.check(3, 99)
     assert_same(before, net.state_dict(), "restored")
     assert optimizer.state_dict()["state"] == {}
 
 
-@pytest.mark.parametrize("name", SCRIPTS)
-def test_compile_learns_like_the_plain_path(tmp_path, name):
-    """--compile (torch.compile of the minibatch loss, on the CPU here) gives the plain path's
-    metrics within float tolerance over two updates (rounding differences then grow, as between
-    two CPUs)."""
-    _, plain = run_main(name, tmp_path / "plain", env_id="Pendulum-v1", total_timesteps=128)
-    _, fast = run_main(name, tmp_path / "compiled", env_id="Pendulum-v1", total_timesteps=128, compile=True)
+def assert_same_metrics(plain, fast):
+    """Two runs' metrics.jsonl records agree within float tolerance (timings aside)."""
     assert len(plain) == len(fast)
     for p, c in zip(plain, fast):
         assert p.keys() == c.keys()
         for key in p.keys() - {"time", "charts/SPS"}:
             tolerance = 1e-5 if key == "trpo/cg_residual" else 1e-6  # a residual near 0: absolute rounding
             assert c[key] == pytest.approx(p[key], rel=1e-4, abs=tolerance, nan_ok=True), key
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_compile_learns_like_the_plain_path(tmp_path, capsys, name):
+    """--compile (torch.compile of the minibatch loss, on the CPU here) gives the plain path's
+    metrics within float tolerance over two updates (rounding differences then grow, as between
+    two CPUs)."""
+    _, plain = run_main(name, tmp_path / "plain", env_id="Pendulum-v1", total_timesteps=128)
+    capsys.readouterr()
+    _, fast = run_main(name, tmp_path / "compiled", env_id="Pendulum-v1", total_timesteps=128, compile=True)
+    out, err = capsys.readouterr()  # compiled indeed: no fallback to the plain function
+    loss = {"ppo": "ppo_loss", "trpo": "critic_loss", "reinforce": "critic_loss"}[name]
+    assert f"--compile: {loss} compiled in" in out and "could not be compiled" not in err
+    assert_same_metrics(plain, fast)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -543,6 +559,20 @@ def test_cuda_paths_run_and_learn_like_the_cpu(tmp_path, name, flags):
     (run_dir,) = glob.glob(str(tmp_path / "runs" / "*"))
     m = MODULES[name]  # --resume on CUDA: the checkpoint's host-side state is read on the host
     assert m.main(m.parse_args(["--resume", run_dir, "--total-timesteps", "192"]))["global_step"] == 192
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("flags", [{"compile": True}, {"compile": True, "cudagraphs": True}], ids=["compile", "cudagraphs"])
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_cuda_compile_and_graphs_learn_like_plain_cuda(tmp_path, capsys, name, flags):
+    """On one GPU the compiled and graph-replayed paths give the plain CUDA path's metrics within float
+    tolerance over two updates: a replay that reused a stale input would train on one minibatch."""
+    _, plain = run_main(name, tmp_path / "plain", env_id="Pendulum-v1", total_timesteps=128, cuda=True)
+    capsys.readouterr()
+    _, fast = run_main(name, tmp_path / "fast", env_id="Pendulum-v1", total_timesteps=128, cuda=True, **flags)
+    out, err = capsys.readouterr()
+    assert "compiled in" in out and "could not be compiled" not in err
+    assert_same_metrics(plain, fast)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

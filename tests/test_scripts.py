@@ -210,10 +210,10 @@ def test_load_model_that_does_not_fit_is_a_one_line_error(run, tmp_path, script)
 
 @pytest.mark.parametrize("script", SCRIPT_NAMES)
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
-def test_same_seed_same_metrics(run, tmp_path, script, env_id):
+def test_same_seed_same_metrics_another_seed_others(run, tmp_path, script, env_id):
     dirs = []
-    for name in ("a", "b"):
-        proc = run(script, "--env-id", env_id, "--total-timesteps", "768", "--seed", "7",
+    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
+        proc = run(script, "--env-id", env_id, "--total-timesteps", "768", "--seed", seed,
                    "--eval-episodes", "1", *tiny(script), output_dir=tmp_path / name)
         assert_ok(proc)
         dirs += run_dirs(tmp_path / name)
@@ -221,9 +221,12 @@ def test_same_seed_same_metrics(run, tmp_path, script, env_id):
     def strip(records):
         return [{k: v for k, v in r.items() if k not in ("time", "charts/SPS")} for r in records]
 
-    a, b = (strip(read_metrics(d)) for d in dirs)
+    a, b, c = (strip(read_metrics(d)) for d in dirs)
     assert any("charts/episodic_return" in r for r in a) and any("eval/episodic_return" in r for r in a)
     assert a == b
+    # --seed reaches the weights, the envs and the sampling: the first update already differs
+    first_update = lambda records: next(r for r in records if "losses/approx_kl" in r)
+    assert first_update(c) != first_update(a)
 
 
 def bad_args(script):
