@@ -245,21 +245,81 @@ def test_one_update_raises_log_pi_of_positive_advantage_actions_and_lowers_the_r
     assert logged == pytest.approx((change.exp() - 1 - change).mean().item(), rel=1e-3, abs=1e-9)
 
 
+@pytest.mark.parametrize("norm_obs", [False, True])
 @pytest.mark.parametrize("env_id", BOTH_KINDS)
 @pytest.mark.parametrize("name", SCRIPTS)
-def test_one_update_brings_the_critic_closer_to_its_targets(tmp_path, monkeypatch, name, env_id):
+def test_one_update_brings_the_critic_closer_to_its_targets(tmp_path, monkeypatch, name, env_id, norm_obs):
     """The value regression descends: on the first batch, mean (V(s) - R)^2 is smaller after the
-    update than before it, R being the targets the estimator returned."""
+    update than before it, R being the targets the estimator returned. With normalization, V is read
+    through the statistics the batch was collected under; trpo.py's V(s) takes the raw observation,
+    and its statistics update keeps V the same function of it, so there V is read through its own."""
     m = MODULES[name]
     agents = record_agents(monkeypatch, m)
     before = []
     calls = spy(monkeypatch, m, ESTIMATOR[name], before=lambda *_, **__: before.append(copy.deepcopy(agents[-1])))
-    run_main(name, tmp_path, env_id=env_id, total_timesteps=64, norm_obs=False, norm_reward=False)
+    longer = {"vf_update_epochs": 8} if norm_obs and name != "ppo" else {}  # normalized inputs: a slower first fit
+    run_main(name, tmp_path, env_id=env_id, total_timesteps=64, norm_obs=norm_obs, norm_reward=False, **longer)
     targets = [result if name == "reinforce" else result[1] for _, _, result in calls]
     obs = torch.as_tensor(first_batch(2, 32)[0])
+    if norm_obs and name != "trpo":
+        assert agents[-1].obs_rms.count > before[0].obs_rms.count  # the statistics did move after the batch
     with torch.no_grad():
-        error = [(agent.value(obs) - targets[0]).square().mean().item() for agent in (before[0], agents[-1])]
+        values = [agent.value(obs) if name == "trpo" else agent.value(before[0].normalize(obs))
+                  for agent in (before[0], agents[-1])]
+    error = [(v - targets[0]).square().mean().item() for v in values]
     assert error[1] < 0.98 * error[0], error
+
+
+@pytest.mark.parametrize("name", ["ppo", "reinforce"])
+def test_the_batch_end_is_bootstrapped_with_the_value_of_the_normalized_next_observation(tmp_path, monkeypatch, name):
+    """V(s_T) for the observation after the batch goes through the same normalization as every other
+    V(s): with V(x) = x[0] on the network's input, last_value = (s_T[0] - mean[0]) / std[0] under the
+    statistics of the rollout (checked on the second batch, whose statistics are not the initial ones)."""
+    m = MODULES[name]
+    agents = record_agents(monkeypatch, m)
+    known_values(monkeypatch, m)
+    stats = []
+    calls = spy(monkeypatch, m, "successor_values", before=lambda *_, **__: stats.append(copy.deepcopy(agents[-1].obs_rms)))
+    run_main(name, tmp_path, env_id="Probe-v0", total_timesteps=192, norm_obs=True, norm_reward=False)
+    rms, last_value = stats[1], calls[1][0][1]
+    next_obs = np.stack([helper_envs.ProbeEnv.TRANSITIONS[seed][64][0] for seed in (1, 2)])  # after 2 x 32 steps
+    expected = (next_obs[:, 0] - rms.mean[0].item()) / np.sqrt(rms.var[0].item() + 1e-8)
+    assert np.abs(expected - next_obs[:, 0]).min() > 0.1  # normalized and raw differ here
+    np.testing.assert_allclose(last_value.numpy(), expected, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_the_update_sees_the_sampled_actions_not_the_clipped_ones(tmp_path, monkeypatch, name):
+    """The env gets the action clipped to its bounds; log pi_0(a|s) and the update use the action
+    that was sampled, which may lie outside them."""
+    m = MODULES[name]
+    samples = spy(monkeypatch, m.Agent, "sample")
+    seen = spy(monkeypatch, *((m, "log_prob") if name == "trpo" else (m.Agent, "log_prob_entropy")))
+    run_main(name, tmp_path, env_id="Probe-v0", total_timesteps=64, norm_obs=False, norm_reward=False)
+    sampled = torch.stack([result for _, _, result in samples])  # (32 steps, 2 envs, 1)
+    assert sampled.shape == (32, 2, 1) and (sampled.abs() > 1).any()  # outside the Box [-1, 1]
+    torch.testing.assert_close(seen[0][0][-1].reshape(sampled.shape), sampled)
+
+
+@pytest.mark.parametrize("name", ["ppo", "reinforce"])
+def test_gradients_are_clipped_before_the_optimizer_steps(tmp_path, monkeypatch, name):
+    """Every step of the optimizer that --max-grad-norm governs sees a gradient of norm <= the bound,
+    and the bound was active (some gradient was clipped to it)."""
+    m, norms = MODULES[name], []
+
+    class Checked(torch.optim.Adam):
+        def __init__(self, params, *args, **kwargs):
+            super().__init__(params, *args, **kwargs)
+            self.register_step_pre_hook(lambda opt, *_: norms.append((opt, torch.linalg.vector_norm(torch.stack(
+                [p.grad.norm() for group in opt.param_groups for p in group["params"] if p.grad is not None])).item())))
+
+    monkeypatch.setattr(torch.optim, "Adam", Checked)
+    agents = record_agents(monkeypatch, m)
+    run_main(name, tmp_path, env_id="Probe-v0", total_timesteps=128, max_grad_norm=0.05)
+    clipped = [norm for opt, norm in norms
+               if any(p is agents[-1].actor_logstd for group in opt.param_groups for p in group["params"])]
+    assert len(clipped) >= 2 and max(clipped) <= 0.05 * (1 + 1e-4)
+    assert any(norm == pytest.approx(0.05, rel=1e-3) for norm in clipped)
 
 
 @pytest.mark.parametrize("norm_adv", [True, False])
@@ -276,6 +336,7 @@ def test_ppo_minibatches_partition_the_batch_and_keep_each_sample_together(tmp_p
     (_, returns), values = gae[0][2], gae[0][0][1]
     batch = sorted(zip(values.flatten().tolist(), returns.flatten().tolist()))
     assert len(value_losses) == len(policy_losses) == 3 * 4
+    orders = []
     for epoch in range(3):
         samples = []
         for k in range(4 * epoch, 4 * epoch + 4):
@@ -289,6 +350,8 @@ def test_ppo_minibatches_partition_the_batch_and_keep_each_sample_together(tmp_p
                 torch.testing.assert_close(mb_advantages, mb_returns - old_values)
             samples += zip(old_values.tolist(), mb_returns.tolist())
         assert sorted(samples) == batch
+        orders.append(samples)
+    assert orders[0] != orders[1] != orders[2]  # each epoch shuffles the batch anew
 
 
 def test_ppo_entropy_bonus_raises_the_entropy(tmp_path, monkeypatch):
@@ -303,6 +366,20 @@ def test_ppo_entropy_bonus_raises_the_entropy(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------------
 # TRPO: the distribution the line search measures against
 # ---------------------------------------------------------------------------------------------
+def test_trpo_critic_is_fit_on_the_inputs_its_value_function_reads(tmp_path, monkeypatch):
+    """trpo.py's V(s) = critic(normalize(s)) under the statistics after the batch's update: the
+    critic's minibatches hold exactly those inputs, each batch state once per epoch."""
+    m = MODULES["trpo"]
+    agents = record_agents(monkeypatch, m)
+    fits = spy(monkeypatch, m, "critic_loss")
+    run_main("trpo", tmp_path, env_id="Probe-v0", total_timesteps=64, norm_obs=True, norm_reward=False)
+    rms, obs = agents[-1].obs_rms, first_batch(2, 32)[0].reshape(-1, 2)
+    expected = np.clip((obs - rms.mean.numpy()) / np.sqrt(rms.var.numpy() + 1e-8), -10.0, 10.0)
+    seen = torch.cat([args[1] for args, _, _ in fits[:4]]).numpy()  # the first epoch's 4 minibatches
+    assert np.abs(expected - obs).max() > 0.5  # normalized and raw differ here
+    np.testing.assert_allclose(seen[np.lexsort(seen.T)], expected[np.lexsort(expected.T)], rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("env_id", BOTH_KINDS)
 def test_trpo_old_distribution_is_a_detached_copy(tmp_path, monkeypatch, env_id):
     """pi_0's parameters in the batch must not move with the policy during the line search: no
@@ -363,17 +440,20 @@ def test_ppo_value_clipping_default_follows_the_action_kind(tmp_path, monkeypatc
     assert {call[0][3] for call in calls} == ({0.3} if clipped else {None})
 
 
+@pytest.mark.parametrize("norm_adv", [False, True])
 @pytest.mark.parametrize("baseline", [True, False])
-def test_reinforce_baseline_is_subtracted_only_when_asked(tmp_path, monkeypatch, baseline):
+def test_reinforce_baseline_is_subtracted_only_when_asked(tmp_path, monkeypatch, baseline, norm_adv):
     m = MODULES["reinforce"]
     known_values(monkeypatch, m)
     returns = spy(monkeypatch, m, "reward_to_go")
     losses = spy(monkeypatch, m, "reinforce_loss")
     run_main("reinforce", tmp_path, env_id="Probe-v0", total_timesteps=64, norm_obs=False, norm_reward=False,
-             norm_adv=False, baseline=baseline)
+             norm_adv=norm_adv, baseline=baseline)
     obs = first_batch(2, 32)[0]
-    expected = returns[0][2] - (torch.as_tensor(obs[..., 0]) if baseline else 0.0)
-    torch.testing.assert_close(losses[0][0][1], expected.reshape(-1))
+    expected = (returns[0][2] - (torch.as_tensor(obs[..., 0]) if baseline else 0.0)).reshape(-1)
+    if norm_adv:  # G - V, then normalized over the batch
+        expected = (expected - expected.mean()) / (expected.std(correction=0) + 1e-8)
+    torch.testing.assert_close(losses[0][0][1], expected)
 
 
 @pytest.mark.parametrize("epochs", [1, 3])
