@@ -366,6 +366,23 @@ def test_ppo_entropy_bonus_raises_the_entropy(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------------
 # TRPO: the distribution the line search measures against
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["trpo", "reinforce"])
+def test_critic_minibatches_keep_each_state_with_its_own_target(tmp_path, monkeypatch, name):
+    """Per epoch, the critic's minibatches hold every (state, target) pair of the batch once: the
+    shuffle moves a state and its return together (s[0] tells every state of the probe apart)."""
+    m = MODULES[name]
+    estimates = spy(monkeypatch, m, ESTIMATOR[name])
+    fits = spy(monkeypatch, m, "critic_loss")
+    run_main(name, tmp_path, env_id="Probe-v0", total_timesteps=64, norm_obs=False, norm_reward=False)
+    returns = estimates[0][2] if name == "reinforce" else estimates[0][2][1]
+    obs = first_batch(2, 32)[0]
+    batch = sorted(zip(obs[..., 0].flatten().tolist(), returns.flatten().tolist()))
+    assert len(fits) == 2 * 4  # 2 epochs of 4 minibatches
+    for epoch in range(2):
+        pairs = [pair for args, _, _ in fits[4 * epoch:4 * epoch + 4] for pair in zip(args[1][:, 0].tolist(), args[2].tolist())]
+        assert sorted(pairs) == batch
+
+
 def test_trpo_critic_is_fit_on_the_inputs_its_value_function_reads(tmp_path, monkeypatch):
     """trpo.py's V(s) = critic(normalize(s)) under the statistics after the batch's update: the
     critic's minibatches hold exactly those inputs, each batch state once per epoch."""
