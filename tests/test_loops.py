@@ -383,6 +383,13 @@ def test_critic_minibatches_keep_each_state_with_its_own_target(tmp_path, monkey
         assert sorted(pairs) == batch
 
 
+def test_trpo_fisher_vector_products_are_damped_by_the_flag(tmp_path, monkeypatch):
+    """Every F v of the conjugate gradient is (F + cg_damping I) v with the flag's damping."""
+    products = spy(monkeypatch, MODULES["trpo"], "fisher_vector_product")
+    run_main("trpo", tmp_path, env_id="Probe-v0", total_timesteps=64, cg_damping=0.37)
+    assert len(products) >= 2 and {args[3] for args, _, _ in products} == {0.37}
+
+
 def test_trpo_critic_is_fit_on_the_inputs_its_value_function_reads(tmp_path, monkeypatch):
     """trpo.py's V(s) = critic(normalize(s)) under the statistics after the batch's update: the
     critic's minibatches hold exactly those inputs, each batch state once per epoch."""
