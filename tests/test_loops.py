@@ -75,14 +75,17 @@ def record_agents(monkeypatch, m):
     return agents
 
 
-def record_optimizers(monkeypatch):
-    """Every torch.optim.Adam the run builds is appended to the returned list."""
+def record_optimizers(monkeypatch, before_step=None):
+    """Every torch.optim.Adam the run builds is appended to the returned list; `before_step(optimizer)`,
+    if given, runs before each of its steps."""
     optimizers = []
 
     class Recorder(torch.optim.Adam):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             optimizers.append(self)
+            if before_step is not None:
+                self.register_step_pre_hook(lambda optimizer, *_: before_step(optimizer))
 
     monkeypatch.setattr(torch.optim, "Adam", Recorder)
     return optimizers
@@ -306,14 +309,8 @@ def test_gradients_are_clipped_before_the_optimizer_steps(tmp_path, monkeypatch,
     """Every step of the optimizer that --max-grad-norm governs sees a gradient of norm <= the bound,
     and the bound was active (some gradient was clipped to it)."""
     m, norms = MODULES[name], []
-
-    class Checked(torch.optim.Adam):
-        def __init__(self, params, *args, **kwargs):
-            super().__init__(params, *args, **kwargs)
-            self.register_step_pre_hook(lambda opt, *_: norms.append((opt, torch.linalg.vector_norm(torch.stack(
-                [p.grad.norm() for group in opt.param_groups for p in group["params"] if p.grad is not None])).item())))
-
-    monkeypatch.setattr(torch.optim, "Adam", Checked)
+    record_optimizers(monkeypatch, before_step=lambda opt: norms.append((opt, torch.linalg.vector_norm(torch.stack(
+        [p.grad.norm() for group in opt.param_groups for p in group["params"] if p.grad is not None])).item())))
     agents = record_agents(monkeypatch, m)
     run_main(name, tmp_path, env_id="Probe-v0", total_timesteps=128, max_grad_norm=0.05)
     clipped = [norm for opt, norm in norms
