@@ -273,6 +273,11 @@ def test_one_update_brings_the_critic_closer_to_its_targets(tmp_path, monkeypatc
     assert error[1] < 0.98 * error[0], error
 
 
+def normalized(obs, rms, clip=10.0):
+    """Raw observations normalized by running statistics, computed here: clip((s - mean) / sqrt(var + 1e-8))."""
+    return np.clip((obs - rms.mean.numpy()) / np.sqrt(rms.var.numpy() + 1e-8), -clip, clip)
+
+
 @pytest.mark.parametrize("name", ["ppo", "reinforce"])
 def test_the_batch_end_is_bootstrapped_with_the_value_of_the_normalized_next_observation(tmp_path, monkeypatch, name):
     """V(s_T) for the observation after the batch goes through the same normalization as every other
@@ -286,7 +291,7 @@ def test_the_batch_end_is_bootstrapped_with_the_value_of_the_normalized_next_obs
     run_main(name, tmp_path, env_id="Probe-v0", total_timesteps=192, norm_obs=True, norm_reward=False)
     rms, last_value = stats[1], calls[1][0][1]
     next_obs = np.stack([helper_envs.ProbeEnv.TRANSITIONS[seed][64][0] for seed in (1, 2)])  # after 2 x 32 steps
-    expected = (next_obs[:, 0] - rms.mean[0].item()) / np.sqrt(rms.var[0].item() + 1e-8)
+    expected = normalized(next_obs, rms)[:, 0]
     assert np.abs(expected - next_obs[:, 0]).min() > 0.1  # normalized and raw differ here
     np.testing.assert_allclose(last_value.numpy(), expected, rtol=1e-4)
 
@@ -395,7 +400,7 @@ def test_trpo_critic_is_fit_on_the_inputs_its_value_function_reads(tmp_path, mon
     fits = spy(monkeypatch, m, "critic_loss")
     run_main("trpo", tmp_path, env_id="Probe-v0", total_timesteps=64, norm_obs=True, norm_reward=False)
     rms, obs = agents[-1].obs_rms, first_batch(2, 32)[0].reshape(-1, 2)
-    expected = np.clip((obs - rms.mean.numpy()) / np.sqrt(rms.var.numpy() + 1e-8), -10.0, 10.0)
+    expected = normalized(obs, rms)
     seen = torch.cat([args[1] for args, _, _ in fits[:4]]).numpy()  # the first epoch's 4 minibatches
     assert np.abs(expected - obs).max() > 0.5  # normalized and raw differ here
     np.testing.assert_allclose(seen[np.lexsort(seen.T)], expected[np.lexsort(expected.T)], rtol=1e-4, atol=1e-5)
