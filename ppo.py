@@ -145,7 +145,7 @@ class Args:
     norm_obs: Optional[bool] = None
     """running observation normalization; default: on for Box actions, off for Discrete"""
     norm_reward: Optional[bool] = None
-    """reward scaling by the running std of the discounted return; default: as --norm-obs"""
+    """reward scaling by the running std of the discounted return; default: on for Box actions, off for Discrete"""
     clip_obs: float = 10.0
     """normalized observations are clipped to [-clip_obs, clip_obs]"""
     clip_reward: float = 10.0
@@ -540,7 +540,7 @@ def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
     global_step = run.global_step
 
     for update in range(run.update + 1, run.num_updates + 1):
-        guard = NonFiniteGuard(run)  # the run as of its last update, put back if a loss is not finite
+        guard = NonFiniteGuard(run)  # the run as of its last update, put back if anything turns non-finite
         if args.anneal_lr:
             # lr_k = lr_0 * (1 - (k - 1) / K)
             optimizer.param_groups[0]["lr"] = args.learning_rate * (1.0 - (update - 1.0) / run.num_updates)
@@ -628,7 +628,7 @@ def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
                 value_losses.append(v_loss.detach())
             if end_update:
                 break
-        guard.check(update, global_step)
+        guard.check(update, global_step, b_obs)
 
         # ---- 4. Diagnostics of the update just made (final policy vs. pi_0, whole batch) ---------
         with torch.no_grad():
@@ -740,10 +740,10 @@ def check_env(env_id: str) -> tuple[gym.spaces.Box, gym.spaces.Space]:
         raise ConfigError(f"cannot make environment {env_id!r}: {first_line(e)}") from None
     obs_space, act_space = env.observation_space, env.action_space
     env.close()
-    if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
-        raise ConfigError(f"unsupported observation space {obs_space}: only flat Box observations are supported")
-    if isinstance(act_space, gym.spaces.Box) and len(act_space.shape) != 1:
-        raise ConfigError(f"unsupported action space {act_space}: only 1-d Box actions are supported")
+    if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1 and obs_space.shape[0] > 0):
+        raise ConfigError(f"unsupported observation space {obs_space}: only flat, non-empty Box observations are supported")
+    if isinstance(act_space, gym.spaces.Box) and not (len(act_space.shape) == 1 and act_space.shape[0] > 0):
+        raise ConfigError(f"unsupported action space {act_space}: only 1-d, non-empty Box actions are supported")
     if not isinstance(act_space, (gym.spaces.Box, gym.spaces.Discrete)):
         raise ConfigError(f"unsupported action space {act_space}: only Discrete and Box are supported")
     if isinstance(act_space, gym.spaces.Discrete) and act_space.start != 0:
@@ -809,8 +809,8 @@ def make_run_dir(output_dir: str, env_id: str, exp_name: str, seed: int) -> tupl
         except FileExistsError:
             continue
         except OSError as e:  # --output-dir is a file, read-only, ...
-            raise ConfigError(f"--output-dir {output_dir}: cannot create a run directory there "
-                              f"({e.strerror or type(e).__name__})") from None
+            raise ConfigError(f"cannot create the run directory {path} (--output-dir, --env-id, --exp-name): "
+                              f"{e.strerror or type(e).__name__}") from None
     raise ConfigError(f"could not create a new run directory under {output_dir}")
 
 
@@ -863,27 +863,26 @@ def keep_metrics_until(path: str, global_step: int) -> None:
                     kept.append(line)
             except (ValueError, KeyError, TypeError):
                 pass  # a line cut off by a kill
-    with open(path + ".tmp", "w") as f:
-        f.writelines(kept)
-    os.replace(path + ".tmp", path)
+    replace_file(path, lambda f: f.writelines(kept))
 
 
-def save_checkpoint(path: str, checkpoint: dict) -> None:
-    """torch.save into a temporary file, then rename it over `path`: a kill at any instant leaves
-    either the previous checkpoint or the new one, never a partial file."""
+def replace_file(path: str, write: Callable, binary: bool = False) -> None:
+    """`write(f)` into a temporary file, synced to the disk, then renamed over `path`: a kill or a
+    crash at any instant leaves either the previous file or the new one, never a partial file."""
     tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        torch.save(checkpoint, f)
+    with open(tmp, "wb" if binary else "w") as f:
+        write(f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
+def save_checkpoint(path: str, checkpoint: dict) -> None:
+    replace_file(path, lambda f: torch.save(checkpoint, f), binary=True)
+
+
 def write_json(path: str, data: dict) -> None:
-    """JSON into a temporary file, then renamed over `path`: a kill leaves the old file or the new one."""
-    with open(path + ".tmp", "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(path + ".tmp", path)
+    replace_file(path, lambda f: json.dump(data, f, indent=2))
 
 
 def read_checkpoint(path: str, flag: str) -> dict:
@@ -1003,11 +1002,13 @@ def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, device: torch.
 
 
 class NonFiniteGuard:
-    """No update is kept that a non-finite loss went into, with one host-device sync per update
-    instead of one per gradient step. Made at the start of an update, it copies the run's state (weights,
-    statistics, optimizers); `watch` folds each loss into a flag on the device; `check`, at the end of
-    the update, reads it once and, if a loss was NaN or infinite, puts that state back, saves the run
-    as of its last update (model.pt, which --resume continues) and stops it (TrainingError)."""
+    """No update is kept that a non-finite loss went into or that left non-finite weights or outputs
+    (a step can overflow from finite losses), with one host-device sync per update instead of one per
+    gradient step. Made at the start of an update, it copies the run's state (weights, statistics,
+    optimizers); `watch` folds each loss into a flag on the device; `check`, at the end of the update,
+    adds the updated networks' check and reads the flag once: if anything was NaN or infinite, it puts
+    that state back, saves the run as of its last update (model.pt, which --resume continues) and
+    stops it (TrainingError)."""
 
     def __init__(self, run: Run):
         self.run, self.saved = run, copy.deepcopy(run.state())
@@ -1017,9 +1018,17 @@ class NonFiniteGuard:
         bad = ~torch.isfinite(loss.detach())
         self.nonfinite = bad if self.nonfinite is None else self.nonfinite | bad
 
-    def check(self, update: int, global_step: int) -> None:
-        if self.nonfinite is not None and bool(self.nonfinite):
-            self.stop(f"non-finite loss at update {update}, global step {global_step}")
+    def check(self, update: int, global_step: int, x: torch.Tensor) -> None:
+        """`x`: the batch's network inputs; the updated weights, and the actor's and the critic's
+        outputs on `x`, must be finite as well as every loss."""
+        agent = self.run.agent
+        with torch.no_grad():
+            tensors = [*agent.parameters(), agent.actor(x), agent.critic(x)]
+        bad = ~torch.stack([torch.isfinite(t).all() for t in tensors]).all()
+        if self.nonfinite is not None:
+            bad = bad | self.nonfinite
+        if bool(bad):
+            self.stop(f"non-finite loss, weights or outputs at update {update}, global step {global_step}")
 
     def stop(self, reason: str) -> None:
         """Undo the update, save the run as of its last update and stop it (TrainingError)."""
@@ -1124,6 +1133,8 @@ class Run:
         previous = read_run_config(args.resume) if args.resume else {}
         if args.resume:
             self.run_dir, saved = args.resume, args_from(previous["args"])
+            if not os.access(self.run_dir, os.W_OK):
+                raise ConfigError(f"--resume {self.run_dir}: the run directory is not writable")
             for key in RESUME_FIXED:
                 if key in saved and config["args"][key] != saved[key]:
                     raise ConfigError(f"--resume: --{key.replace('_', '-')} cannot change in a resumed run "
@@ -1423,6 +1434,13 @@ def cli() -> int:
         return 2
     except TrainingError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except (MemoryError, RuntimeError) as e:  # torch reports a failed allocation as a RuntimeError
+        if isinstance(e, RuntimeError) and "allocate" not in str(e):
+            raise
+        size = re.search(r"allocate [\d.]+ \w+", str(e))
+        print(f"error: out of memory{f' (tried to {size.group(0)})' if size else ''}: "
+              "smaller --num-envs, --num-steps or --hidden-sizes?", file=sys.stderr)
         return 1
     return 128 + stop.signum if summary["interrupted"] else 0
 

@@ -37,6 +37,14 @@ class MultiDiscreteActionEnv(NaNRewardEnv):
     action_space = gym.spaces.MultiDiscrete([2, 3])
 
 
+class EmptyObsEnv(NaNRewardEnv):
+    observation_space = gym.spaces.Box(-1.0, 1.0, (0,), np.float32)
+
+
+class EmptyActionEnv(NaNRewardEnv):
+    action_space = gym.spaces.Box(-1.0, 1.0, (0,), np.float32)
+
+
 class DriftingObsEnv(gym.Env):
     """Observations whose offset and scale drift from episode to episode, so that running
     normalization statistics keep moving; the reward asks the policy to read the observation
@@ -185,6 +193,7 @@ class SelfSignalEnv(gym.Env):
 
 for name, cls in [("NaNReward-v0", NaNRewardEnv), ("DictObs-v0", DictObsEnv),
                   ("ImageObs-v0", ImageObsEnv), ("MultiDiscreteAction-v0", MultiDiscreteActionEnv),
+                  ("EmptyObs-v0", EmptyObsEnv), ("EmptyAction-v0", EmptyActionEnv),
                   ("DriftingObs-v0", DriftingObsEnv),
                   ("Probe-v0", ProbeEnv), ("DiscreteProbe-v0", DiscreteProbeEnv), ("Bandit-v0", BanditEnv),
                   ("DiscreteBandit-v0", DiscreteBanditEnv), ("ZeroReward-v0", ZeroRewardEnv),

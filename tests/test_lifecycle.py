@@ -334,3 +334,16 @@ def test_warnings_are_printed_once_and_plainly(run):
     assert sum("settotalmass" in line for line in lines) == 1 and sum("v5" in line for line in lines) == 1
     assert all(line.startswith("warning: ") for line in lines)
 
+
+
+def test_resume_of_a_run_directory_it_cannot_write_is_refused(tmp_path, monkeypatch):
+    """A run directory on a read-only disk (or without write permission) is refused up front with a
+    ConfigError (one line, exit 2), not met later by a traceback from the first file it writes."""
+    m = MODULES["ppo"]
+    run_main("ppo", tmp_path, env_id="Probe-v0", total_timesteps=64)
+    (run_dir,) = glob.glob(str(tmp_path / "runs" / "*"))
+    real_access = os.access
+    monkeypatch.setattr(m.os, "access", lambda path, mode: False if path == run_dir else real_access(path, mode))
+    with pytest.raises(m.ConfigError, match="--resume .*: the run directory is not writable"):
+        m.main(m.Args(**{**TINY["ppo"], "cuda": False, "eval_episodes": 0, "env_id": "Probe-v0",
+                         "total_timesteps": 128, "resume": run_dir}))

@@ -12,6 +12,7 @@ import copy
 import glob
 import importlib
 import json
+import os
 
 import numpy as np
 import pytest
@@ -385,11 +386,21 @@ def test_critic_minibatches_keep_each_state_with_its_own_target(tmp_path, monkey
         assert sorted(pairs) == batch
 
 
-def test_trpo_fisher_vector_products_are_damped_by_the_flag(tmp_path, monkeypatch):
-    """Every F v of the conjugate gradient is (F + cg_damping I) v with the flag's damping."""
-    products = spy(monkeypatch, MODULES["trpo"], "fisher_vector_product")
-    run_main("trpo", tmp_path, env_id="Probe-v0", total_timesteps=64, cg_damping=0.37)
-    assert len(products) >= 2 and {args[3] for args, _, _ in products} == {0.37}
+def test_trpo_solve_is_damped_by_the_flag_and_the_step_size_is_not(tmp_path, monkeypatch):
+    """Every F v of the conjugate gradient is (F + cg_damping I) v with the flag's damping; the step
+    size beta = sqrt(2 delta / x^T F x) takes x^T F x with F undamped, at CG's solution x."""
+    m = MODULES["trpo"]
+    products = spy(monkeypatch, m, "fisher_vector_product")
+    solves = spy(monkeypatch, m, "conjugate_gradient")
+    sizes = spy(monkeypatch, m, "max_step_size")
+    run_main("trpo", tmp_path, env_id="Probe-v0", total_timesteps=128, cg_damping=0.37)
+    assert len(solves) == len(sizes) == 2  # one policy step per update
+    undamped = [(args, result) for args, _, result in products if args[3] == 0.0]
+    assert len(undamped) == 2 and len(products) >= 4
+    assert {args[3] for args, _, _ in products} == {0.37, 0.0}
+    for (_, _, (x, _)), (size_args, _, _), (fvp_args, fx) in zip(solves, sizes, undamped):
+        torch.testing.assert_close(fvp_args[2], x)
+        torch.testing.assert_close(size_args[0], x @ fx)
 
 
 def test_trpo_critic_is_fit_on_the_inputs_its_value_function_reads(tmp_path, monkeypatch):
@@ -577,7 +588,7 @@ def test_a_non_finite_loss_undoes_its_update_and_saves_the_run(tmp_path, monkeyp
     m = MODULES[name]
     agents, optimizers, at_first_batch = record_agents(monkeypatch, m), record_optimizers(monkeypatch), []
     spy(monkeypatch, m, ESTIMATOR[name], before=lambda *a, **k: at_first_batch.append(copy.deepcopy(agents[-1].state_dict())))
-    with pytest.raises(m.TrainingError, match=r"non-finite (loss at update 1|surrogate).* holds the run as of step 0 "):
+    with pytest.raises(m.TrainingError, match=r"non-finite (loss, weights or outputs at update 1|surrogate).* holds the run as of step 0 "):
         run_main(name, tmp_path, env_id="NaNReward-v0", total_timesteps=64, norm_obs=False, norm_reward=False)
     assert_same(at_first_batch[0], agents[-1].state_dict(), "agent")
     assert all(optimizer.state_dict()["state"] == {} for optimizer in optimizers)
@@ -588,10 +599,13 @@ def test_a_non_finite_loss_undoes_its_update_and_saves_the_run(tmp_path, monkeyp
 
 
 class GuardedRun:
-    """What NonFiniteGuard needs of a Run: state, load_state and fail (which raises)."""
+    """What NonFiniteGuard needs of a Run: an agent (its parameters, actor and critic), state,
+    load_state and fail (which raises). `net` is the actor and the critic at once."""
 
     def __init__(self, m, net, optimizer):
         self.m, self.net, self.optimizer = m, net, optimizer
+        self.agent = torch.nn.Module()
+        self.agent.actor = self.agent.critic = net
 
     def state(self):
         return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
@@ -622,10 +636,53 @@ def test_the_non_finite_guard_reads_the_device_once_and_restores(monkeypatch):
         loss.backward()
         optimizer.step()
     assert reads == [] and isinstance(guard.nonfinite, torch.Tensor)  # a device flag, unread until check
-    with pytest.raises(m.TrainingError, match="non-finite loss at update 3, global step 99; the update is undone"):
-        guard.check(3, 99)
+    with pytest.raises(m.TrainingError, match="non-finite loss, weights or outputs at update 3, global step 99; "
+                                              "the update is undone"):
+        guard.check(3, 99, torch.ones(1, 2))
     assert_same(before, net.state_dict(), "restored")
     assert optimizer.state_dict()["state"] == {}
+
+
+@pytest.mark.parametrize("overflow", ["weights", "outputs"])
+def test_the_non_finite_guard_undoes_a_step_that_overflows_from_a_finite_loss(overflow):
+    """Every loss finite, yet the last step leaves an infinite weight, or finite weights whose outputs
+    overflow: the update is undone all the same."""
+    m, net = MODULES["ppo"], torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(net.parameters(), lr=1.0)
+    before = copy.deepcopy(net.state_dict())
+    guard = m.NonFiniteGuard(GuardedRun(m, net, optimizer))
+    loss = net(torch.ones(1, 2)).sum()
+    guard.watch(loss)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    with torch.no_grad():
+        net.weight[0, 0] = float("inf") if overflow == "weights" else 3e38
+        net.weight[0, 1] = 0.0 if overflow == "weights" else 3e38
+    with pytest.raises(m.TrainingError, match="non-finite loss, weights or outputs at update 1"):
+        guard.check(1, 64, torch.ones(1, 2))
+    assert_same(before, net.state_dict(), "restored")
+
+
+@pytest.mark.parametrize("name", ["ppo", "trpo", "reinforce"])
+def test_an_update_that_blows_up_the_weights_is_undone_and_the_run_resumes(tmp_path, name):
+    """A learning rate of 1e38 takes each script's networks past float32's range in one update from
+    finite losses (in ppo.py and reinforce.py the policy's, in trpo.py the critic's): the update is
+    undone, model.pt holds the finite weights of the run before it, and --resume with a sane learning
+    rate trains on."""
+    m = MODULES[name]
+    blow_up = {"ppo": dict(learning_rate=1e38, num_minibatches=1, update_epochs=1),
+               "trpo": dict(vf_learning_rate=1e38, vf_num_minibatches=1, vf_update_epochs=1),
+               "reinforce": dict(learning_rate=1e38, vf_learning_rate=1e-3)}[name]
+    with pytest.raises(m.TrainingError, match="non-finite loss, weights or outputs at update 1, global step 64"):
+        run_main(name, tmp_path, env_id="Probe-v0", total_timesteps=128, **blow_up)
+    (run_dir,) = glob.glob(str(tmp_path / "runs" / "*"))
+    checkpoint = torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)
+    assert all(torch.isfinite(t).all() for t in checkpoint["agent"].values())
+    sane = {key: (1e-3 if "learning_rate" in key else value) for key, value in blow_up.items()}
+    summary = m.main(m.Args(**{**TINY[name], **sane, "cuda": False, "eval_episodes": 0, "env_id": "Probe-v0",
+                               "total_timesteps": 128, "resume": run_dir}))
+    assert summary["global_step"] == 128 and not summary["interrupted"]
 
 
 def assert_same_metrics(plain, fast):

@@ -236,6 +236,8 @@ def bad_args(script):
         (["--env-id", "helper_envs:DictObs-v0"], "observation space"),
         (["--env-id", "helper_envs:ImageObs-v0"], "observation space"),
         (["--env-id", "helper_envs:MultiDiscreteAction-v0"], "action space"),
+        (["--env-id", "helper_envs:EmptyObs-v0"], "observation space"),
+        (["--env-id", "helper_envs:EmptyAction-v0"], "action space"),
         ([SCRIPTS[script]["divides_batch"], "3"], SCRIPTS[script]["divides_batch"]),
         (["--num-envs", "0"], "--num-envs"),
         (["--gamma", "0"], "--gamma"),
@@ -327,6 +329,12 @@ def test_non_finite_loss_stops_training_with_a_clear_message(run, script):
     proc = run(script, "--env-id", "helper_envs:NaNReward-v0", "--total-timesteps", "512", *tiny(script),
                env_extra=HELPER_ENVS)
     assert_one_line_error(proc, 1, "non-finite")
+
+
+@pytest.mark.parametrize("script", SCRIPT_NAMES)
+def test_an_allocation_the_machine_cannot_make_is_one_error_line(run, script):
+    proc = run(script, "--env-id", "CartPole-v1", "--hidden-sizes", "1000000", "1000000")  # 4 TB of weights
+    assert_one_line_error(proc, 1, "out of memory (tried to allocate 4000000000000 bytes)")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="for machines without CUDA")

@@ -103,6 +103,7 @@ def test_max_step_size_reaches_the_trust_region_boundary_of_the_quadratic_model(
     step = beta * x
     assert (0.5 * step @ fisher @ step).item() == pytest.approx(delta, rel=1e-6)
     assert torch.isfinite(trpo.max_step_size(torch.tensor(0.0), delta))  # epsilon-guarded
+    assert trpo.max_step_size(torch.tensor(-1e-12), delta) == trpo.max_step_size(torch.tensor(0.0), delta)  # rounding below 0
 
 
 def quadratic_problem(kl_scale, surrogate_fn):
