@@ -42,7 +42,9 @@ the policy collapsed from a return of 1000 to under 150. Two things close that g
       placeholder statistics mean 0, std 1, so that the networks keep the scale their initialization
       assumes): the first layer of the actor and of the critic is rewritten as W' = W diag(s_1 / s_0),
       b' = b + W (m_1 - m_0) / s_0, so that W' x_1 + b' = W x_0 + b for x_i = (s - m_i) / s_i. The
-      outputs on every raw observation stay the same, except where the +-clip binds.
+      outputs on every raw observation stay the same, except where the +-clip binds; a coordinate
+      that the old statistics clip in the new batch is left out of the rewrite (the old function
+      was flat there: a contact force that was 0 so far, std ~1e-4, would get its weights x1e4).
    b. The KL of the line search is measured against pi_0's distribution parameters as they were
       stored when the batch was collected, on the batch's raw observations. The accepted step's KL is
       the total change between the two acting policies: the statistics update included, whatever the
@@ -51,7 +53,7 @@ the policy collapsed from a return of 1000 to under 150. Two things close that g
 spends part of each update's delta (up to 0.32 delta there), more where the statistics move fast,
 and all of it once they move the policy by delta, when no step can be accepted; and the critic, which
 no line search guards, still changes with them. (a) removes the change at its source, for both
-networks; (b) makes the bound hold where (a) is not exact (the first batch, the clip). README:
+networks; (b) makes the bound hold where (a) is not exact (the first batch, the clipped coordinates). README:
 "The trust region holds as a function of the raw observation" has the seeds and figures.
 
 What the trust region does not do: once every episode reaches the time limit, the advantages carry
@@ -348,14 +350,18 @@ class Agent(nn.Module):
         """Merge a batch of raw observations into the normalizer's statistics, keeping the actor's
         and the critic's outputs on every raw observation what they were (exact unless the clip
         binds). The first batch only replaces the placeholder statistics (mean 0, std 1): the
-        networks then keep the input scale their initialization assumes."""
+        networks then keep the input scale their initialization assumes. A coordinate that the old
+        statistics clipped somewhere in the batch is renormalized without the rewrite: there the old
+        function was flat (e.g. a contact force that was 0 until now, whose std was ~1e-4), and
+        preserving it would multiply that coordinate's weights by s_1 / s_0 (1e4 on Humanoid-v4)."""
         first_batch = bool(self.obs_rms.count < 1)
         mean0, std0 = self.obs_rms.mean.clone(), self.obs_rms.std()
+        unclipped = ((obs.to(mean0.dtype) - mean0).abs() <= self.clip_obs * std0).all(0)
         self.obs_rms.update(obs)
         if not first_batch:
             mean1, std1 = self.obs_rms.mean, self.obs_rms.std()
             for first_layer in (self.actor[0], self.critic[0]):
-                preserve_first_layer(first_layer, mean0, std0, mean1, std1)
+                preserve_first_layer(first_layer, mean0, std0, mean1, std1, unclipped)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -449,12 +455,15 @@ def detached(dist: PolicyDist) -> PolicyDist:
 
 @torch.no_grad()
 def preserve_first_layer(layer: nn.Linear, mean0: torch.Tensor, std0: torch.Tensor,
-                         mean1: torch.Tensor, std1: torch.Tensor) -> None:
+                         mean1: torch.Tensor, std1: torch.Tensor, rewrite: torch.Tensor) -> None:
     """Rewrite y = W x_0 + b as y = W' x_1 + b' for x_i = (s - m_i) / s_i, in place:
-    W' = W diag(s_1 / s_0),  b' = b + W (m_1 - m_0) / s_0.  (The statistics are float64.)"""
+    W' = W diag(s_1 / s_0),  b' = b + W (m_1 - m_0) / s_0, on the coordinates where `rewrite` is
+    True; the others keep their weights (W' = W there, no bias term).  (The statistics are float64.)"""
     weight = layer.weight.double()
-    layer.bias += (weight @ ((mean1 - mean0) / std0)).to(layer.bias.dtype)
-    layer.weight.copy_(weight * (std1 / std0))
+    scale = torch.where(rewrite, std1 / std0, 1.0)
+    shift = torch.where(rewrite, (mean1 - mean0) / std0, 0.0)
+    layer.bias += (weight @ shift).to(layer.bias.dtype)
+    layer.weight.copy_(weight * scale)
 
 
 def successor_values(values: torch.Tensor, last_value: torch.Tensor, final_values: torch.Tensor,

@@ -278,7 +278,8 @@ def test_statistics_update_keeps_actor_and_critic_outputs_on_raw_observations():
     obs = 3.0 + 2.0 * torch.randn(64, 3, dtype=torch.float64)
     before_dist, before_value = torch_dist(agent, obs), agent.value(obs).detach()
     mean_before = agent.obs_rms.mean.clone()
-    agent.update_obs_stats(torch.tensor([[-4.0, 9.0, 0.5]], dtype=torch.float64) + 5.0 * torch.randn(300, 3, dtype=torch.float64))
+    # moved a lot, yet within the old statistics' clip (+-10 std), where the rewrite is exact
+    agent.update_obs_stats(torch.tensor([[-4.0, 9.0, 0.5]], dtype=torch.float64) + 3.0 * torch.randn(300, 3, dtype=torch.float64))
     assert (agent.obs_rms.mean - mean_before).abs().min() > 0.5  # the statistics moved a lot...
     after_dist = torch_dist(agent, obs)
     torch.testing.assert_close(after_dist.mean, before_dist.mean)  # ...the functions did not
@@ -301,8 +302,30 @@ def test_preserve_first_layer_is_exact_where_the_clip_does_not_bind():
     m0, s0, m1, s1 = torch.randn(4).double(), torch.rand(4).double() + 0.5, torch.randn(4).double(), torch.rand(4).double() + 0.5
     obs = torch.randn(32, 4, dtype=torch.float64)
     before = layer((obs - m0) / s0).detach()
-    trpo.preserve_first_layer(layer, m0, s0, m1, s1)
-    torch.testing.assert_close(layer((obs - m1) / s1).detach(), before)
+    weight = layer.weight.detach().clone()
+    trpo.preserve_first_layer(layer, m0, s0, m1, s1, torch.tensor([True, True, False, True]))
+    # coordinate 2 is renormalized without the rewrite: its weights stay, and only it changes the output
+    torch.testing.assert_close(layer.weight[:, 2], weight[:, 2])
+    x1 = (obs - m1) / s1
+    x1[:, 2] = (obs[:, 2] - m0[2]) / s0[2]
+    torch.testing.assert_close(layer(x1).detach(), before)
+
+
+def test_statistics_update_leaves_a_coordinate_the_old_statistics_clipped_alone():
+    """A coordinate that was constant (std at its floor, ~1e-4) and now varies: the old normalization
+    clipped it to +-10 in the batch, so preserving the function would scale its weights by s_1 / s_0
+    (~1e4 here). It is renormalized instead, with its weights kept; the other coordinates are rewritten."""
+    agent, _ = tiny_agent("box")
+    agent.norm_obs = True
+    data = 3.0 + 2.0 * torch.randn(500, 3, dtype=torch.float64)
+    data[:, 1] = 0.5  # constant so far
+    agent.obs_rms.update(data)
+    actor_w = agent.actor[0].weight.detach().clone()
+    batch = 3.0 + 2.0 * torch.randn(300, 3, dtype=torch.float64)  # coordinate 1 now varies
+    agent.update_obs_stats(batch)
+    torch.testing.assert_close(agent.actor[0].weight[:, 1], actor_w[:, 1])
+    assert not torch.allclose(agent.actor[0].weight[:, 0], actor_w[:, 0])  # rewritten
+    assert agent.actor[0].weight.abs().max() < 10 and agent.critic[0].weight.abs().max() < 10
 
 
 def test_trust_region_holds_between_consecutive_acting_policies_on_raw_observations(tmp_path, monkeypatch):
