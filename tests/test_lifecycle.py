@@ -345,5 +345,4 @@ def test_resume_of_a_run_directory_it_cannot_write_is_refused(tmp_path, monkeypa
     real_access = os.access
     monkeypatch.setattr(m.os, "access", lambda path, mode: False if path == run_dir else real_access(path, mode))
     with pytest.raises(m.ConfigError, match="--resume .*: the run directory is not writable"):
-        m.main(m.Args(**{**TINY["ppo"], "cuda": False, "eval_episodes": 0, "env_id": "Probe-v0",
-                         "total_timesteps": 128, "resume": run_dir}))
+        run_main("ppo", tmp_path, env_id="Probe-v0", total_timesteps=128, resume=run_dir)

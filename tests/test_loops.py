@@ -680,8 +680,7 @@ def test_an_update_that_blows_up_the_weights_is_undone_and_the_run_resumes(tmp_p
     checkpoint = torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)
     assert all(torch.isfinite(t).all() for t in checkpoint["agent"].values())
     sane = {key: (1e-3 if "learning_rate" in key else value) for key, value in blow_up.items()}
-    summary = m.main(m.Args(**{**TINY[name], **sane, "cuda": False, "eval_episodes": 0, "env_id": "Probe-v0",
-                               "total_timesteps": 128, "resume": run_dir}))
+    summary, _ = run_main(name, tmp_path, env_id="Probe-v0", total_timesteps=128, resume=run_dir, **sane)
     assert summary["global_step"] == 128 and not summary["interrupted"]
 
 
