@@ -5,7 +5,9 @@
 Reads benchmarks/results/{suite}/runs.jsonl (written by run.py) and thresholds.json, and replaces
 the block between `<!-- results:start -->` and `<!-- results:end -->` in README.md with, per suite,
 env and script, the IQM [95% CI] over seeds of the training and of the evaluation return: the rows
-of run.py's report (`summarize`), each judged on the runs it has.
+of run.py's report (`summarize`), each judged on the runs it has; then, per suite, each row beside
+its reference figure (thresholds.json), on the metric that reference reports, and where that figure
+lies against the row's interval.
 """
 
 from __future__ import annotations
@@ -51,11 +53,44 @@ def suite_table(suite: str, config: dict, records: list[dict], previous: str | N
             cells.append(f"{bench.cell(row['stats']['train'], 0)} / {bench.cell(row['stats']['eval'], 0)}{mark}")
         lines.append(f"| {env_id} | {'/'.join(f'{s:,}' for s in sorted(steps))} | "
                      f"{'/'.join(map(str, sorted(seeds)))} | " + " | ".join(cells) + " |")
+    lines += ["", *reference_table(algos, rows)]
     if previous and not_run:
         lines += ["", f"Envs and scripts not run yet with the current scripts: see the last report of older versions "
                       f"of the scripts, [{previous}]({previous})."]
     return lines + [""] + [f"![{e}](benchmarks/results/{suite}/{bench.file_name(e)}.png)" for e in sorted(config)
                            if any(r["env_id"] == e for r in records)] + [""]
+
+
+def reference_place(stats: dict, reference: float) -> str:
+    """Where a reference figure lies against an interval of ours: only outside it is there a difference."""
+    if reference < stats["low"]:
+        return "higher: the reference is below the interval"
+    if reference > stats["high"]:
+        return "**lower: the reference is above the interval**"
+    return "no difference shown: the reference is inside the interval"
+
+
+def reference_table(algos: list[str], rows: dict) -> list[str]:
+    """Each row that has runs, beside each of its reference figures (thresholds.json: `reference_return`,
+    then `other_references`), on the metric that figure reports."""
+    lines = []
+    for env_id, algo in sorted(rows, key=lambda key: (key[0], algos.index(key[1]) if key[1] in algos else len(algos))):
+        row, spec = rows[env_id, algo], rows[env_id, algo]["spec"]
+        if algo not in algos or not row["records"]:
+            continue
+        figures = [] if spec.get("reference_return") is None else [
+            (spec.get("reference", "").split(" (")[0], spec["reference_return"], spec.get("reference_metric", "train"))]
+        figures += [(o["reference"].split(" (")[0], o["return"], o.get("metric", "train")) for o in spec.get("other_references", [])]
+        for source, figure, metric in figures:
+            stats = row["stats"][metric]
+            if stats is not None:
+                lines.append(f"| {env_id} | {algo} | {source} | {'training' if metric == 'train' else 'evaluation'} | "
+                             f"{bench.cell(stats, 0)} | {reference_place(stats, figure)} |")
+    if not lines:
+        return []
+    return ["Against the reference figures (other machines, often other env versions, budgets and fewer seeds), each on "
+            "the metric it reports:", "", "| env | script | reference | metric | ours: IQM [95% CI] | ours against it |",
+            "| --- | --- | --- | --- | ---: | --- |", *lines]
 
 
 def table() -> str:

@@ -428,6 +428,27 @@ def test_readme_table_gives_the_reports_rows_each_judged_on_its_own_runs():
     assert readme.suite_table("quick", SUITES["quick"], records[2:3], None) == []  # no record of this budget
 
 
+def test_readme_sets_each_row_beside_its_reference_figures_on_their_metrics():
+    spec_ = importlib.util.spec_from_file_location("bench_readme", os.path.join(ROOT, "benchmarks", "readme.py"))
+    readme = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(readme)
+    readme.bench.BOOTSTRAP_REPS = 500
+    config = json.loads(json.dumps(SUITES["quick"]))
+    config["Fake-v0"]["ppo"].update(reference="ref A: 110 at 1M (somewhere)", reference_return=110,
+                                    other_references=[{"reference": "ref D: 50 (elsewhere)", "return": 50, "metric": "eval"}])
+    records = [{"algo": "ppo", "env_id": env_id, "seed": seed, "timesteps": 1000, "sha256": "sha-old", "commit": "abc1234",
+                "final_return_mean": train, "eval_return_mean": evaluation}
+               for env_id, seed, train, evaluation in (("Fake-v0", 1, 100.0, 90.0), ("Fake-v0", 2, 120.0, 130.0),
+                                                       ("Other-v1", 1, 40.0, 60.0))]
+    lines = readme.suite_table("quick", config, records, None)
+    rows = [line for line in lines if line.startswith(("| Fake-v0 | ppo |", "| Other-v1 | ppo |"))]
+    assert rows == [
+        "| Fake-v0 | ppo | ref A: 110 at 1M | training | 110 [100, 120] | no difference shown: the reference is inside the interval |",
+        "| Fake-v0 | ppo | ref D: 50 | evaluation | 110 [90, 130] | higher: the reference is below the interval |",
+        "| Other-v1 | ppo | ref B | evaluation | 60 [60, 60] | **lower: the reference is above the interval** |",
+    ]  # trpo has runs in no env here and no reference figure: no row
+
+
 def test_readme_help_only_helps(tmp_path):
     readme_md = os.path.join(ROOT, "README.md")
     before = os.stat(readme_md).st_mtime_ns
