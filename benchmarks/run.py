@@ -4,6 +4,7 @@
     python benchmarks/run.py --suite mujoco --seeds 10 --backend ray --address auto   # on a Ray cluster
     python benchmarks/run.py --envs Acrobot-v1 --algos ppo trpo --steps 200000 --seeds 5   # a custom grid
     python benchmarks/run.py --suite mujoco --report-only     # the report again, from the committed records
+    python benchmarks/run.py --suite mujoco --algos trpo --flags "--cg-iters 25"   # a variant against the defaults
 
 Every (algo, env, seed) is one run of the script, in its own process with one torch thread, with
 `--eval-every` and `--checkpoint-every` at a tenth of its budget, so that it leaves a
@@ -24,6 +25,12 @@ plots from the repository alone, and a run recorded there by the script as it is
 again, so a suite can be worked through in several goes on several machines. A report aggregates
 the runs of one version of each script only (by the script's sha256; the commits are listed),
 unless `--allow-mixed` is given (the report then says so at the top).
+
+A variant (`--flags "--cg-iters 25"`: script flags added to every run of the suite) has its own runs,
+records and report under {suite}/variants/{name}/ (name: the flags, e.g. `cg-iters_25`); its report
+also sets each row beside the suite's own records (the default flags) with the probability of
+improvement P(variant > defaults) and its 95% CI, per env and per algo over the envs: the evidence
+on which a default is changed or kept.
 
 Statistics (rliable, Agarwal et al. 2021): per (algo, env), over seeds, the interquartile mean (IQM)
 with a 95% stratified-bootstrap confidence interval, mean +- std and median, of the training return
@@ -50,6 +57,7 @@ import shlex
 import json
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -71,6 +79,10 @@ RANDOM_EPISODES = 100  # episodes of the uniform-random policy that defines the 
 ALGO_COLORS = {"ppo": "tab:blue", "trpo": "tab:orange", "reinforce": "tab:green"}
 METRICS = {"train": ("final_return_mean", "training return: final_return_mean, the mean raw return of the last 100 training episodes"),
            "eval": ("eval_return_mean", "deterministic evaluation return: eval_return_mean, the final evaluation's mean")}
+
+
+HARNESS_FLAGS = ("--env-id", "--seed", "--total-timesteps", "--no-cuda", "--cuda", "--eval-every",
+                 "--checkpoint-every", "--output-dir", "--resume")  # set by the harness for every run
 
 
 class HarnessError(Exception):
@@ -102,6 +114,28 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def parse_variant(text: str | None) -> list[str]:
+    """--flags: the script flags a variant adds to every run (shell-quoted as one argument), none of
+    them a flag the harness sets itself."""
+    if text is None:
+        return []
+    try:
+        flags = shlex.split(text)
+    except ValueError as error:
+        raise HarnessError(f"--flags: {error}") from None
+    if not flags or not flags[0].startswith("--"):
+        raise HarnessError(f"--flags: {text!r} is not script flags (e.g. --flags '--cg-iters 25')")
+    owned = [f for f in flags if f.split("=", 1)[0] in HARNESS_FLAGS]
+    if owned:
+        raise HarnessError(f"--flags: {', '.join(owned)} is set by the harness for every run")
+    return flags
+
+
+def variant_name(flags: list[str]) -> str:
+    """A variant's folder name: its flags, e.g. `cg-iters_25` for --cg-iters 25."""
+    return "_".join(re.sub(r"[^A-Za-z0-9.+-]", "-", f.lstrip("-")) for f in flags)
+
+
 def plan_grid(suites: dict, suite: str | None, envs: list[str] | None, algos: list[str],
               steps: int | None) -> tuple[str, dict, dict]:
     """(suite name, the grid to report, the grid to run), each {env: {algo: spec}}. A suite of
@@ -131,8 +165,9 @@ def plan_grid(suites: dict, suite: str | None, envs: list[str] | None, algos: li
     return name, report, run
 
 
-def plan_jobs(grid: dict, seeds: list[int], runs_dir: str) -> list[dict]:
-    """One job per (env, algo, seed): the script's flags and its output folder, which names the budget."""
+def plan_jobs(grid: dict, seeds: list[int], runs_dir: str, variant: list[str] = ()) -> list[dict]:
+    """One job per (env, algo, seed): the script's flags (a variant's after the harness's) and its
+    output folder, which names the budget."""
     jobs = []
     for env_id, per_algo in grid.items():
         for algo, spec in per_algo.items():
@@ -141,8 +176,9 @@ def plan_jobs(grid: dict, seeds: list[int], runs_dir: str) -> list[dict]:
             for seed in seeds:
                 out = os.path.join(runs_dir, algo, file_name(env_id), str(steps), f"seed{seed}")
                 flags = ["--env-id", env_id, "--seed", str(seed), "--total-timesteps", str(steps), "--no-cuda",
-                         "--eval-every", every, "--checkpoint-every", every]
-                jobs.append({"algo": algo, "env_id": env_id, "seed": seed, "spec": spec, "out": out, "flags": flags})
+                         "--eval-every", every, "--checkpoint-every", every, *variant]
+                jobs.append({"algo": algo, "env_id": env_id, "seed": seed, "spec": spec, "out": out, "flags": flags,
+                             "variant": list(variant)})
     return jobs
 
 
@@ -425,6 +461,7 @@ def make_record(job: dict, run_dir: str) -> dict:
         "commit": harness.get("commit", "not recorded"), "sha256": run_sha256(run_dir),
         "command": harness.get("command", "not recorded"), "machine": harness.get("machine", "not recorded"),
         "backend": harness.get("backend", "local"), "versions": versions,
+        **({"flags": job["variant"]} if job.get("variant") else {}),
         **{k: summary.get(k) for k in ("global_step", "final_return_mean", "eval_return_mean", "eval_return_std",
                                         "episodes", "wall_time_s", "sps")},
         "train_curve": rounded(binned_curve(*read_metric(run_dir, "charts/episodic_return"), grid)),
@@ -551,6 +588,52 @@ def aggregate_scores(records: list[dict], grid: dict, randoms: dict) -> dict:
     return result
 
 
+def improvement_interval(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """(P, 95% CI low, high): the probability of improvement of X over Y (rliable) from (runs, tasks)
+    score matrices: per task, the chance that a run of X scores above a run of Y, ties counting half
+    (Mann-Whitney U / (n m)), averaged over tasks; 0.5 = no difference. The CI by a stratified
+    bootstrap (each side's runs resampled within each task), seeded as in iqm_interval."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    state = np.random.get_state()
+    np.random.seed(0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            point, interval = rly.get_interval_estimates(
+                {"x": [np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)]},
+                metrics.probability_of_improvement, reps=BOOTSTRAP_REPS, random_state=np.random.RandomState(0))
+    finally:
+        np.random.set_state(state)
+    return float(np.squeeze(point["x"])), float(np.squeeze(interval["x"][0])), float(np.squeeze(interval["x"][1]))
+
+
+def compare_to_defaults(grid: dict, records: list[dict], defaults: list[dict]) -> list[dict]:
+    """A variant's runs against the suite's own (the default flags), per metric and algo: per env that
+    both have runs of, each side's statistics and P(variant > defaults) [CI]; then, with more than one
+    such env, P over all of them, on the seeds that every one of those envs has on each side."""
+    rows = []
+    for metric, (key, _) in METRICS.items():
+        for algo in ALGOS:
+            def values(rs, env):
+                return {r["seed"]: r[key] for r in rs if r["algo"] == algo and r["env_id"] == env and r[key] is not None}
+            envs = [e for e in sorted(grid) if algo in grid[e] and values(records, e) and values(defaults, e)]
+            for env in envs:
+                x, y = list(values(records, env).values()), list(values(defaults, env).values())
+                rows.append({"env": env, "algo": algo, "metric": metric, "variant": seed_stats(x),
+                             "defaults": seed_stats(y), "p": improvement_interval(np.c_[x], np.c_[y])})
+            if len(envs) > 1:
+                sides = []
+                for rs in (records, defaults):
+                    seeds = sorted(set.intersection(*(set(values(rs, e)) for e in envs)))
+                    sides.append(np.asarray([[values(rs, e)[s] for e in envs] for s in seeds], dtype=np.float64))
+                if all(len(side) for side in sides):
+                    rows.append({"env": "over " + ", ".join(envs), "algo": algo, "metric": metric, "variant": None,
+                                 "defaults": None, "n": [len(side) for side in sides], "p": improvement_interval(*sides)})
+    return rows
+
+
 def random_returns(env_ids: list[str], path: str) -> dict:
     """A uniform-random policy's mean return per env (RANDOM_EPISODES episodes, seed 0), measured once
     and recorded at `path`."""
@@ -654,12 +737,13 @@ def reference_cell(spec: dict, metric: str) -> str:
 
 
 def write_report(suite: str, rows: list[dict], records: list[dict], randoms: dict, aggregate: dict,
-                 out_dir: str, mixed: bool, code: dict) -> str:
+                 out_dir: str, mixed: bool, code: dict, comparison: dict | None = None) -> str:
     commands = sorted({r["command"] for r in records})
     machines = collections.defaultdict(set)
     for r in records:
         machines[r["machine"]].add(r["algo"])
-    lines = [f"# Benchmark: {suite} suite", ""]
+    title = f"{suite} suite" + (f", variant `{shlex.join(comparison['flags'])}`" if comparison else "")
+    lines = [f"# Benchmark: {title}", ""]
     if mixed:
         lines += ["**MIXED CODE: these runs were made by different versions of a script (aggregated with "
                   f"--allow-mixed): {describe_code(code)}. Do not read the rows as one measurement.**", ""]
@@ -701,6 +785,8 @@ def write_report(suite: str, rows: list[dict], records: list[dict], randoms: dic
         lines.append("| none | no env with a reference figure and a finished run | | |")
     lines += ["", "Random policy: " + ", ".join(f"{e} {randoms[e]['return_mean']:.1f} ({randoms[e]['episodes']} episodes)"
                                                for e in sorted(randoms) if any(r["env_id"] == e for r in rows)), ""]
+    if comparison:
+        lines += comparison_lines(suite, comparison)
     lines += ["## Per seed (training / evaluation return, steps/s)", ""]
     for row in rows:
         per_seed = ", ".join(f"{r['seed']}: {fmt(r['final_return_mean'])} / {fmt(r['eval_return_mean'])} ({fmt(r['sps'], 0)})"
@@ -711,6 +797,28 @@ def write_report(suite: str, rows: list[dict], records: list[dict], randoms: dic
     with open(path, "w") as f:
         f.write("\n".join(lines))
     return path
+
+
+def comparison_lines(suite: str, comparison: dict) -> list[str]:
+    """A variant report's section: its rows beside the suite's own records (compare_to_defaults)."""
+    lines = [f"## Against the defaults: the {suite} suite's own records", "",
+             f"The same grid with the scripts' default flags (benchmarks/results/{suite}/runs.jsonl; code: "
+             f"{comparison['code']}) beside this variant's runs: IQM [95% CI] of each, and the probability of "
+             "improvement P(variant > defaults): the chance that a run of the variant scores above a run of the "
+             "defaults, ties counting half (rliable; 0.5 = no difference), with its 95% stratified-bootstrap CI. "
+             "A CI wholly above 0.5 shows the variant better on that metric; wholly below, worse. The `over` rows "
+             "average P over the envs, on the seeds that each side has for all of them.", "",
+             "| metric | env | algo | defaults: seeds, IQM [95% CI] | variant: seeds, IQM [95% CI] | P(variant > defaults) [95% CI] |",
+             "| --- | --- | --- | ---: | ---: | ---: |"]
+    for row in comparison["rows"]:
+        sides = ([f"{row[s]['n']}, {cell(row[s])}" for s in ("defaults", "variant")] if row["variant"]
+                 else [f"{row['n'][1]} per env", f"{row['n'][0]} per env"])
+        p, low, high = row["p"]
+        lines.append(f"| {'training' if row['metric'] == 'train' else 'evaluation'} | {row['env']} | {row['algo']} | "
+                     f"{sides[0]} | {sides[1]} | {p:.2f} [{low:.2f}, {high:.2f}] |")
+    if not comparison["rows"]:
+        lines.append("| - | no (env, algo) with runs on both sides | | | | |")
+    return lines + [""]
 
 
 def fmt(value, digits: int = 1) -> str:
@@ -799,6 +907,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runs-dir", default=os.path.join(BENCH, "runs"), help="where run directories go")
     parser.add_argument("--results-dir", default=os.path.join(BENCH, "results"), help="where reports and records go")
     parser.add_argument("--thresholds", default=os.path.join(BENCH, "thresholds.json"), help="suites, budgets, thresholds, references")
+    parser.add_argument("--flags", help="a variant: script flags added to every run, quoted as one argument (e.g. "
+                                         "--flags '--cg-iters 25'); its runs, records and report go to {suite}/variants/{name}/, "
+                                         "the report beside the suite's own records")
     parser.add_argument("--dry-run", action="store_true", help="print each run's command and exit")
     parser.add_argument("--report-only", action="store_true", help="run nothing: report the finished runs and committed records")
     parser.add_argument("--allow-mixed", action="store_true", help="aggregate runs of different code (the report says so)")
@@ -839,8 +950,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         seeds = parse_seeds(args.seeds)
         suite, report_grid, run_grid = plan_grid(load_suites(args.thresholds), args.suite, args.envs, args.algos, args.steps)
-        runs_dir, out_dir = os.path.join(args.runs_dir, suite), os.path.join(args.results_dir, suite)
-        jobs = plan_jobs(run_grid, seeds, runs_dir)
+        variant = parse_variant(args.flags)
+        where = os.path.join(suite, "variants", variant_name(variant)) if variant else suite
+        runs_dir, out_dir = os.path.join(args.runs_dir, where), os.path.join(args.results_dir, where)
+        jobs = plan_jobs(run_grid, seeds, runs_dir, variant)
         if args.dry_run:
             for job in jobs:
                 print(shlex.join([sys.executable, os.path.join(ROOT, f"{job['algo']}.py"), *script_flags(job, None, job["out"])]))
@@ -853,11 +966,22 @@ def main(argv: list[str] | None = None) -> int:
         if not args.report_only:
             check_envs(list(run_grid))
             run_jobs(jobs, args.backend, args.workers, args.address, command, saved)
-        records = collect_records(plan_jobs(report_grid, seeds, runs_dir), saved)
+        records = collect_records(plan_jobs(report_grid, seeds, runs_dir, variant), saved)
         code, mixed = code_of(records)
         if mixed and not args.allow_mixed:
             raise HarnessError(f"the runs were made by different code ({describe_code(code)}): rerun them with one "
                                "version of each script, or report them anyway with --allow-mixed")
+        comparison = None
+        if variant:  # the suite's own records of the scripts this variant has runs of, at the same budgets
+            defaults = [r for r in read_records(os.path.join(args.results_dir, suite, "runs.jsonl"))
+                        if r["algo"] in code and r["timesteps"] == report_grid.get(r["env_id"], {}).get(r["algo"], {}).get("timesteps")]
+            both, differ = code_of(records + defaults)
+            if differ and not mixed and not args.allow_mixed:
+                raise HarnessError(f"the suite's own records and this variant's runs were made by different code "
+                                   f"({describe_code(both)}): the comparison would mix a code change with the flags; "
+                                   "rerun one side, or report anyway with --allow-mixed")
+            comparison = {"flags": variant, "code": describe_code(code_of(defaults)[0]),
+                          "rows": compare_to_defaults(report_grid, records, defaults)}
     except HarnessError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -865,10 +989,10 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: the finished runs are kept; the same command continues", file=sys.stderr, flush=True)
         return 130
     write_records(records_path, saved, records)
-    randoms = random_returns(sorted(report_grid), os.path.join(out_dir, "random.json"))
+    randoms = random_returns(sorted(report_grid), os.path.join(args.results_dir, suite, "random.json"))  # the suite's, for a variant too
     rows = summarize(report_grid, records, seeds)
     aggregate = aggregate_scores(records, report_grid, randoms)
-    report = write_report(suite, rows, records, randoms, aggregate, out_dir, mixed, code)
+    report = write_report(suite, rows, records, randoms, aggregate, out_dir, mixed, code, comparison)
     plot_curves(rows, out_dir)
     print(f"wrote {report}")
     for row in rows:

@@ -34,10 +34,11 @@ def few_resamples(monkeypatch):
     monkeypatch.setattr(bench, "BOOTSTRAP_REPS", 500)
 
 
-def fake_run(tmp_path, algo, env_id, seed, returns, eval_return=None, commit="abc1234", sha256=None, name="run"):
+def fake_run(tmp_path, algo, env_id, seed, returns, eval_return=None, commit="abc1234", sha256=None, name="run",
+             where="quick"):
     """A finished run as the scripts and the harness leave it: metrics.jsonl with training episodes
     and evaluations, summary.json, config.json, and the harness's harness.json."""
-    out = os.path.join(tmp_path, "runs", "quick", algo, env_id, "1000", f"seed{seed}")
+    out = os.path.join(tmp_path, "runs", where, algo, env_id, "1000", f"seed{seed}")
     run_dir = os.path.join(out, name)
     os.makedirs(run_dir)
     eval_return = float(np.mean(returns)) if eval_return is None else eval_return
@@ -202,6 +203,49 @@ def test_runs_in_the_committed_records_made_by_the_current_script_are_not_run_ag
     assert "1 of 2 runs already done (1 in the committed records); running 1" in capsys.readouterr().out
 
 
+def test_a_variant_runs_its_flags_apart_and_is_reported_beside_the_defaults(tmp_path, capsys):
+    jobs = bench.plan_jobs({"Fake-v0": {"ppo": {"timesteps": 1000}}}, [1], str(tmp_path), ["--x", "1"])
+    assert jobs[0]["flags"][-2:] == ["--x", "1"] and jobs[0]["variant"] == ["--x", "1"]
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--suite", "mujoco", "--envs",
+                           "Hopper-v4", "--algos", "trpo", "--seeds", "1", "--flags", "--cg-iters 25", "--dry-run"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.split().count("--cg-iters") == 1
+    assert os.path.join("mujoco", "variants", "cg-iters_25", "trpo", "Hopper-v4") in proc.stdout
+    for seed in (1, 2):  # the defaults: the suite's own records
+        fake_run(tmp_path, "ppo", "Fake-v0", seed, [100.0 + seed])
+        fake_run(tmp_path, "ppo", "Other-v1", seed, [50.0], eval_return=60.0 + seed)
+    assert harness(tmp_path, algos=("ppo",)) == 0
+    defaults = (tmp_path / "results" / "quick" / "runs.jsonl").read_text()
+    where = os.path.join("quick", "variants", "x_1")
+    for seed in (1, 2):  # the variant: better on Fake-v0, the same on Other-v1's evaluation
+        fake_run(tmp_path, "ppo", "Fake-v0", seed, [110.0 + seed], where=where)
+        fake_run(tmp_path, "ppo", "Other-v1", seed, [20.0 + 20 * seed], eval_return=60.0 + seed, where=where)
+    assert harness(tmp_path, "--flags", "--x 1", algos=("ppo",)) == 0
+    assert (tmp_path / "results" / "quick" / "runs.jsonl").read_text() == defaults  # the suite's records untouched
+    out = tmp_path / "results" / "quick" / "variants" / "x_1"
+    assert all(r["flags"] == ["--x", "1"] for r in bench.read_records(str(out / "runs.jsonl")))
+    text = (out / "report.md").read_text()
+    assert text.startswith("# Benchmark: quick suite, variant `--x 1`")
+    assert "| Fake-v0 | ppo | 1,000 | 2 | 111.5 [111.0, 112.0] |" in text  # its own rows, as any report
+    assert "| training | Fake-v0 | ppo | 2, 101.5 [101.0, 102.0] | 2, 111.5 [111.0, 112.0] | 1.00 [1.00, 1.00] |" in text
+    assert "| training | Other-v1 | ppo | 2, 50.0 [50.0, 50.0] | 2, 50.0 [40.0, 60.0] | 0.50 [" in text  # P(60 > 50) + P(40 > 50) over 2
+    assert "| training | over Fake-v0, Other-v1 | ppo | 2 per env | 2 per env | 0.75 [" in text
+    assert "| evaluation | Other-v1 | ppo | 2, 61.5 [61.0, 62.0] | 2, 61.5 [61.0, 62.0] | 0.50 [" in text  # ties count half
+    assert "code: ppo.py sha256 sha-ppo (commit abc1234)" in text
+    shutil.rmtree(tmp_path / "runs" / where / "ppo" / "Fake-v0" / "1000" / "seed2")
+    fake_run(tmp_path, "ppo", "Fake-v0", 2, [112.0], sha256="edited", where=where)
+    shutil.rmtree(tmp_path / "runs" / where / "ppo" / "Fake-v0" / "1000" / "seed1")
+    fake_run(tmp_path, "ppo", "Fake-v0", 1, [111.0], sha256="edited", where=where)
+    for seed in (1, 2):
+        shutil.rmtree(tmp_path / "runs" / where / "ppo" / "Other-v1" / "1000" / f"seed{seed}")
+        fake_run(tmp_path, "ppo", "Other-v1", seed, [50.0], sha256="edited", where=where)
+    capsys.readouterr()
+    assert harness(tmp_path, "--flags", "--x 1", algos=("ppo",)) == 2  # the flags and a code change: no comparison
+    err = capsys.readouterr().err
+    assert err.startswith("error: the suite's own records and this variant's runs were made by different code") and err.count("\n") == 1
+    assert harness(tmp_path, "--flags", "--x 1", "--allow-mixed", algos=("ppo",)) == 0
+
+
 def test_a_missing_run_is_a_miss(tmp_path):
     fake_run(tmp_path, "ppo", "Fake-v0", 1, [200.0])
     fake_run(tmp_path, "ppo", "Fake-v0", 2, [200.0])
@@ -245,6 +289,10 @@ def test_custom_grids_suites_reported_whole_and_dry_run(tmp_path):
     (["--envs", "Acrobot-v1"], "or a custom grid: --envs ENV ... --steps N"),
     (["--suite", "quick", "--steps", "5000"], "has its budgets in thresholds.json"),
     (["--suite", "quick", "--envs", "Acrobot-v1"], "Acrobot-v1 not in suite 'quick'"),
+    (["--suite", "quick", "--flags", "--seed 3"], "--flags: --seed is set by the harness"),
+    (["--suite", "quick", "--flags", "--cg-iters=25 --output-dir=x"], "--flags: --output-dir=x is set by the harness"),
+    (["--suite", "quick", "--flags", "cg-iters 25"], "is not script flags"),
+    (["--suite", "quick", "--flags", "--x 'unclosed"], "--flags: No closing quotation"),
 ])
 def test_bad_harness_arguments_are_one_error_line(bad, message):
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), *bad, "--dry-run"],
@@ -255,7 +303,7 @@ def test_bad_harness_arguments_are_one_error_line(bad, message):
 
 def test_help_documents_every_flag():
     actions = [a for a in bench.build_parser()._actions if a.dest != "help"]
-    assert len(actions) == 14 and all(a.help and len(a.help) > 10 for a in actions)
+    assert len(actions) == 15 and all(a.help and len(a.help) > 10 for a in actions)
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and all(a.option_strings[0] in proc.stdout for a in actions)
 
