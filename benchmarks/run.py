@@ -951,6 +951,9 @@ def main(argv: list[str] | None = None) -> int:
         seeds = parse_seeds(args.seeds)
         suite, report_grid, run_grid = plan_grid(load_suites(args.thresholds), args.suite, args.envs, args.algos, args.steps)
         variant = parse_variant(args.flags)
+        if variant:  # a variant reports the scripts it runs, not the whole suite
+            report_grid = {e: {a: spec for a, spec in per_algo.items() if a in args.algos} for e, per_algo in report_grid.items()}
+            report_grid = {e: per_algo for e, per_algo in report_grid.items() if per_algo}
         where = os.path.join(suite, "variants", variant_name(variant)) if variant else suite
         runs_dir, out_dir = os.path.join(args.runs_dir, where), os.path.join(args.results_dir, where)
         jobs = plan_jobs(run_grid, seeds, runs_dir, variant)

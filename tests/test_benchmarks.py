@@ -227,6 +227,7 @@ def test_a_variant_runs_its_flags_apart_and_is_reported_beside_the_defaults(tmp_
     text = (out / "report.md").read_text()
     assert text.startswith("# Benchmark: quick suite, variant `--x 1`")
     assert "| Fake-v0 | ppo | 1,000 | 2 | 111.5 [111.0, 112.0] |" in text  # its own rows, as any report
+    assert "| Other-v1 | trpo |" not in text  # the scripts it ran, not the whole suite
     assert "| training | Fake-v0 | ppo | 2, 101.5 [101.0, 102.0] | 2, 111.5 [111.0, 112.0] | 1.00 [1.00, 1.00] |" in text
     assert "| training | Other-v1 | ppo | 2, 50.0 [50.0, 50.0] | 2, 50.0 [40.0, 60.0] | 0.50 [" in text  # P(60 > 50) + P(40 > 50) over 2
     assert "| training | over Fake-v0, Other-v1 | ppo | 2 per env | 2 per env | 0.75 [" in text
