@@ -125,15 +125,18 @@ def parse_variant(text: str | None) -> list[str]:
         raise HarnessError(f"--flags: {error}") from None
     if not flags or not flags[0].startswith("--"):
         raise HarnessError(f"--flags: {text!r} is not script flags (e.g. --flags '--cg-iters 25')")
-    owned = [f for f in flags if f.split("=", 1)[0] in HARNESS_FLAGS]
+    owned = [f for f in flags if f.split("=", 1)[0].replace("_", "-") in HARNESS_FLAGS]  # tyro takes --env_id too
     if owned:
         raise HarnessError(f"--flags: {', '.join(owned)} is set by the harness for every run")
     return flags
 
 
 def variant_name(flags: list[str]) -> str:
-    """A variant's folder name: its flags, e.g. `cg-iters_25` for --cg-iters 25."""
-    return "_".join(re.sub(r"[^A-Za-z0-9.+-]", "-", f.lstrip("-")) for f in flags)
+    """A variant's folder name: its flags, e.g. `cg-iters_25` for --cg-iters 25 (a flag's leading
+    `--` dropped, its value kept whole: `x_-0.5` for --x -0.5)."""
+    words = [f[2:].replace("_", "-") if f.startswith("--") else f for f in flags]
+    name = "_".join(re.sub(r"[^A-Za-z0-9.+=-]", "-", w).replace("..", "-") for w in words)
+    return "-" if name == "." else name
 
 
 def plan_grid(suites: dict, suite: str | None, envs: list[str] | None, algos: list[str],
@@ -747,6 +750,9 @@ def write_report(suite: str, rows: list[dict], records: list[dict], randoms: dic
     if mixed:
         lines += ["**MIXED CODE: these runs were made by different versions of a script (aggregated with "
                   f"--allow-mixed): {describe_code(code)}. Do not read the rows as one measurement.**", ""]
+    if comparison and comparison["mixed"]:
+        lines += ["**MIXED CODE: the suite's own records and this variant's runs were made by different versions of "
+                  "a script (compared with --allow-mixed): the comparison below mixes a code change with the flags.**", ""]
     lines += [
         f"- code of the runs: {describe_code(code)}",
         "- made by: " + ("; ".join(f"`{c}`" for c in commands) or "no runs"),
@@ -818,6 +824,8 @@ def comparison_lines(suite: str, comparison: dict) -> list[str]:
                      f"{sides[0]} | {sides[1]} | {p:.2f} [{low:.2f}, {high:.2f}] |")
     if not comparison["rows"]:
         lines.append("| - | no (env, algo) with runs on both sides | | | | |")
+    if comparison["one_side"]:
+        lines += ["", "Not compared (runs on one side only): " + ", ".join(f"{e} {a}" for e, a in comparison["one_side"]) + "."]
     return lines + [""]
 
 
@@ -966,6 +974,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise HarnessError(f"{package} is missing: pip install -r requirements-dev.txt")
         records_path = os.path.join(out_dir, "runs.jsonl")
         saved = {record_key(r): r for r in read_records(records_path)}
+        others = sorted({shlex.join(r.get("flags", [])) for r in saved.values()} - {shlex.join(variant)})
+        if others:  # two flag lists that name the same folder
+            raise HarnessError(f"{records_path} holds records of other flags ({'; '.join(repr(o) for o in others)}), "
+                               f"not of {shlex.join(variant)!r}")
         if not args.report_only:
             check_envs(list(run_grid))
             run_jobs(jobs, args.backend, args.workers, args.address, command, saved)
@@ -978,13 +990,15 @@ def main(argv: list[str] | None = None) -> int:
         if variant:  # the suite's own records of the scripts this variant has runs of, at the same budgets
             defaults = [r for r in read_records(os.path.join(args.results_dir, suite, "runs.jsonl"))
                         if r["algo"] in code and r["timesteps"] == report_grid.get(r["env_id"], {}).get(r["algo"], {}).get("timesteps")]
+            defaults = [r for r in defaults if r["seed"] in seeds]
             both, differ = code_of(records + defaults)
             if differ and not mixed and not args.allow_mixed:
                 raise HarnessError(f"the suite's own records and this variant's runs were made by different code "
                                    f"({describe_code(both)}): the comparison would mix a code change with the flags; "
                                    "rerun one side, or report anyway with --allow-mixed")
-            comparison = {"flags": variant, "code": describe_code(code_of(defaults)[0]),
-                          "rows": compare_to_defaults(report_grid, records, defaults)}
+            comparison = {"flags": variant, "code": describe_code(code_of(defaults)[0]), "mixed": differ,
+                          "rows": compare_to_defaults(report_grid, records, defaults),
+                          "one_side": sorted({(r["env_id"], r["algo"]) for r in records} ^ {(r["env_id"], r["algo"]) for r in defaults})}
     except HarnessError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

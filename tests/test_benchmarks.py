@@ -211,13 +211,16 @@ def test_a_variant_runs_its_flags_apart_and_is_reported_beside_the_defaults(tmp_
                           capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.split().count("--cg-iters") == 1
     assert os.path.join("mujoco", "variants", "cg-iters_25", "trpo", "Hopper-v4") in proc.stdout
-    for seed in (1, 2):  # the defaults: the suite's own records
+    for seed in (1, 2):  # the defaults, the suite's own records: Other-v1 has seed 1 only
         fake_run(tmp_path, "ppo", "Fake-v0", seed, [100.0 + seed])
-        fake_run(tmp_path, "ppo", "Other-v1", seed, [50.0], eval_return=60.0 + seed)
-    assert harness(tmp_path, algos=("ppo",)) == 0
+    fake_run(tmp_path, "ppo", "Other-v1", 1, [50.0], eval_return=61.0)
+    assert harness(tmp_path, algos=("ppo",)) == 1  # Other-v1 seed 2 missing
+    fake_run(tmp_path, "ppo", "Fake-v0", 3, [500.0])  # a record outside the seeds compared below
+    assert harness(tmp_path, algos=("ppo",), seeds="3") == 1
     defaults = (tmp_path / "results" / "quick" / "runs.jsonl").read_text()
+    assert '"seed": 3' in defaults
     where = os.path.join("quick", "variants", "x_1")
-    for seed in (1, 2):  # the variant: better on Fake-v0, the same on Other-v1's evaluation
+    for seed in (1, 2):  # the variant: better on Fake-v0, a tie and a loss on Other-v1
         fake_run(tmp_path, "ppo", "Fake-v0", seed, [110.0 + seed], where=where)
         fake_run(tmp_path, "ppo", "Other-v1", seed, [20.0 + 20 * seed], eval_return=60.0 + seed, where=where)
     assert harness(tmp_path, "--flags", "--x 1", algos=("ppo",)) == 0
@@ -225,26 +228,34 @@ def test_a_variant_runs_its_flags_apart_and_is_reported_beside_the_defaults(tmp_
     out = tmp_path / "results" / "quick" / "variants" / "x_1"
     assert all(r["flags"] == ["--x", "1"] for r in bench.read_records(str(out / "runs.jsonl")))
     text = (out / "report.md").read_text()
-    assert text.startswith("# Benchmark: quick suite, variant `--x 1`")
+    assert text.startswith("# Benchmark: quick suite, variant `--x 1`") and "MIXED" not in text
     assert "| Fake-v0 | ppo | 1,000 | 2 | 111.5 [111.0, 112.0] |" in text  # its own rows, as any report
     assert "| Other-v1 | trpo |" not in text  # the scripts it ran, not the whole suite
+    # defaults on --seeds 2 only (not seed 3's 500), on the left
     assert "| training | Fake-v0 | ppo | 2, 101.5 [101.0, 102.0] | 2, 111.5 [111.0, 112.0] | 1.00 [1.00, 1.00] |" in text
-    assert "| training | Other-v1 | ppo | 2, 50.0 [50.0, 50.0] | 2, 50.0 [40.0, 60.0] | 0.50 [" in text  # P(60 > 50) + P(40 > 50) over 2
-    assert "| training | over Fake-v0, Other-v1 | ppo | 2 per env | 2 per env | 0.75 [" in text
-    assert "| evaluation | Other-v1 | ppo | 2, 61.5 [61.0, 62.0] | 2, 61.5 [61.0, 62.0] | 0.50 [" in text  # ties count half
-    assert "code: ppo.py sha256 sha-ppo (commit abc1234)" in text
-    shutil.rmtree(tmp_path / "runs" / where / "ppo" / "Fake-v0" / "1000" / "seed2")
-    fake_run(tmp_path, "ppo", "Fake-v0", 2, [112.0], sha256="edited", where=where)
-    shutil.rmtree(tmp_path / "runs" / where / "ppo" / "Fake-v0" / "1000" / "seed1")
-    fake_run(tmp_path, "ppo", "Fake-v0", 1, [111.0], sha256="edited", where=where)
-    for seed in (1, 2):
-        shutil.rmtree(tmp_path / "runs" / where / "ppo" / "Other-v1" / "1000" / f"seed{seed}")
-        fake_run(tmp_path, "ppo", "Other-v1", seed, [50.0], sha256="edited", where=where)
+    # P(40 > 50) = 0, P(60 > 50) = 1: 0.5; resampled, both 40 (0) or both 60 (1)
+    assert "| training | Other-v1 | ppo | 1, 50.0 [50.0, 50.0] | 2, 50.0 [40.0, 60.0] | 0.50 [0.00, 1.00] |" in text
+    # over both envs on the seeds each side has in both: defaults seed 1, the variant seeds 1 and 2; (1 + 0.5) / 2
+    assert "| training | over Fake-v0, Other-v1 | ppo | 1 per env | 2 per env | 0.75 [0.50, 1.00] |" in text
+    assert "| evaluation | Other-v1 | ppo | 1, 61.0 [61.0, 61.0] | 2, 61.5 [61.0, 62.0] | 0.75 [0.50, 1.00] |" in text  # a tie counts half
+    assert "code: ppo.py sha256 sha-ppo (commit abc1234)" in text and "Not compared" not in text
+    for env_id in ("Fake-v0", "Other-v1"):  # the variant's runs made by an edited ppo.py
+        for seed in (1, 2):
+            shutil.rmtree(tmp_path / "runs" / where / "ppo" / env_id / "1000" / f"seed{seed}")
+            fake_run(tmp_path, "ppo", env_id, seed, [120.0], sha256="edited", where=where)
     capsys.readouterr()
     assert harness(tmp_path, "--flags", "--x 1", algos=("ppo",)) == 2  # the flags and a code change: no comparison
     err = capsys.readouterr().err
     assert err.startswith("error: the suite's own records and this variant's runs were made by different code") and err.count("\n") == 1
     assert harness(tmp_path, "--flags", "--x 1", "--allow-mixed", algos=("ppo",)) == 0
+    assert (out / "report.md").read_text().splitlines()[2].startswith("**MIXED CODE: the suite's own records and this variant's")
+    for env_id in ("Fake-v0", "Other-v1"):  # --x/1 names its folder x-1
+        for seed in (1, 2):
+            fake_run(tmp_path, "ppo", env_id, seed, [120.0], where=os.path.join("quick", "variants", "x-1"))
+    assert harness(tmp_path, "--flags=--x/1", algos=("ppo",)) == 0
+    capsys.readouterr()
+    assert harness(tmp_path, "--flags=--x_1", algos=("ppo",)) == 2  # so does --x_1: refused, not mixed in
+    assert "holds records of other flags ('--x/1'), not of '--x_1'" in capsys.readouterr().err
 
 
 def test_a_missing_run_is_a_miss(tmp_path):
@@ -293,6 +304,7 @@ def test_custom_grids_suites_reported_whole_and_dry_run(tmp_path):
     (["--suite", "quick", "--flags", "--seed 3"], "--flags: --seed is set by the harness"),
     (["--suite", "quick", "--flags", "--cg-iters=25 --output-dir=x"], "--flags: --output-dir=x is set by the harness"),
     (["--suite", "quick", "--flags", "cg-iters 25"], "is not script flags"),
+    (["--suite", "quick", "--flags", "--total_timesteps 5"], "--flags: --total_timesteps is set by the harness"),
     (["--suite", "quick", "--flags", "--x 'unclosed"], "--flags: No closing quotation"),
 ])
 def test_bad_harness_arguments_are_one_error_line(bad, message):
