@@ -66,6 +66,7 @@ import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 import numpy as np
 
@@ -531,12 +532,11 @@ def describe_code(code: dict) -> str:
 # ---------------------------------------------------------------------------------------------
 # Statistics (rliable: IQM and stratified-bootstrap confidence intervals)
 # ---------------------------------------------------------------------------------------------
-def iqm_interval(scores: np.ndarray) -> tuple[float, float, float]:
-    """(IQM, 95% CI low, high) of a (runs, tasks) score matrix: the IQM over all its entries, the CI
-    by rliable's stratified bootstrap (runs resampled within each task), seeded, so that a report and
+def bootstrap_interval(scores: list[np.ndarray], func: Callable) -> tuple[float, float, float]:
+    """(func(*scores), 95% CI low, high) for (runs, tasks) score matrices: rliable's stratified
+    bootstrap (runs resampled within each task, each matrix on its own), seeded, so that a report and
     the README table made from the same records give the same interval."""
     from rliable import library as rly
-    from rliable import metrics
 
     state = np.random.get_state()
     np.random.seed(0)  # rliable's stratified resampling draws from numpy's global generator
@@ -544,11 +544,18 @@ def iqm_interval(scores: np.ndarray) -> tuple[float, float, float]:
         with warnings.catch_warnings():  # arch's notice that RandomState will give way to Generator
             warnings.simplefilter("ignore", FutureWarning)
             point, interval = rly.get_interval_estimates(
-                {"x": np.asarray(scores, dtype=np.float64)}, lambda x: np.array([metrics.aggregate_iqm(x)]),
+                {"x": [np.asarray(m, dtype=np.float64) for m in scores]}, func,
                 reps=BOOTSTRAP_REPS, random_state=np.random.RandomState(0))
     finally:
         np.random.set_state(state)
-    return float(point["x"][0]), float(interval["x"][0, 0]), float(interval["x"][1, 0])
+    return float(np.squeeze(point["x"])), float(np.squeeze(interval["x"][0])), float(np.squeeze(interval["x"][1]))
+
+
+def iqm_interval(scores: np.ndarray) -> tuple[float, float, float]:
+    """(IQM, 95% CI low, high) of a (runs, tasks) score matrix: the IQM over all its entries."""
+    from rliable import metrics
+
+    return bootstrap_interval([scores], metrics.aggregate_iqm)
 
 
 def seed_stats(values: list) -> dict | None:
@@ -594,22 +601,10 @@ def aggregate_scores(records: list[dict], grid: dict, randoms: dict) -> dict:
 def improvement_interval(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
     """(P, 95% CI low, high): the probability of improvement of X over Y (rliable) from (runs, tasks)
     score matrices: per task, the chance that a run of X scores above a run of Y, ties counting half
-    (Mann-Whitney U / (n m)), averaged over tasks; 0.5 = no difference. The CI by a stratified
-    bootstrap (each side's runs resampled within each task), seeded as in iqm_interval."""
-    from rliable import library as rly
+    (Mann-Whitney U / (n m)), averaged over tasks; 0.5 = no difference."""
     from rliable import metrics
 
-    state = np.random.get_state()
-    np.random.seed(0)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            point, interval = rly.get_interval_estimates(
-                {"x": [np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)]},
-                metrics.probability_of_improvement, reps=BOOTSTRAP_REPS, random_state=np.random.RandomState(0))
-    finally:
-        np.random.set_state(state)
-    return float(np.squeeze(point["x"])), float(np.squeeze(interval["x"][0])), float(np.squeeze(interval["x"][1]))
+    return bootstrap_interval([x, y], metrics.probability_of_improvement)
 
 
 def compare_to_defaults(grid: dict, records: list[dict], defaults: list[dict]) -> list[dict]:
@@ -619,21 +614,23 @@ def compare_to_defaults(grid: dict, records: list[dict], defaults: list[dict]) -
     rows = []
     for metric, (key, _) in METRICS.items():
         for algo in ALGOS:
-            def values(rs, env):
-                return {r["seed"]: r[key] for r in rs if r["algo"] == algo and r["env_id"] == env and r[key] is not None}
-            envs = [e for e in sorted(grid) if algo in grid[e] and values(records, e) and values(defaults, e)]
-            for env in envs:
-                x, y = list(values(records, env).values()), list(values(defaults, env).values())
+            by_env = [(e, *({r["seed"]: r[key] for r in side if r["algo"] == algo and r["env_id"] == e and r[key] is not None}
+                            for side in (records, defaults)))
+                      for e in sorted(grid) if algo in grid[e]]
+            by_env = [(e, mine, theirs) for e, mine, theirs in by_env if mine and theirs]  # {seed: value} per side
+            for env, mine, theirs in by_env:
+                x, y = list(mine.values()), list(theirs.values())
                 rows.append({"env": env, "algo": algo, "metric": metric, "variant": seed_stats(x),
                              "defaults": seed_stats(y), "p": improvement_interval(np.c_[x], np.c_[y])})
-            if len(envs) > 1:
+            if len(by_env) > 1:
                 sides = []
-                for rs in (records, defaults):
-                    seeds = sorted(set.intersection(*(set(values(rs, e)) for e in envs)))
-                    sides.append(np.asarray([[values(rs, e)[s] for e in envs] for s in seeds], dtype=np.float64))
+                for side in (1, 2):  # the variant's values, the defaults'
+                    seeds = sorted(set.intersection(*(set(per_env[side]) for per_env in by_env)))
+                    sides.append(np.asarray([[per_env[side][s] for per_env in by_env] for s in seeds], dtype=np.float64))
                 if all(len(side) for side in sides):
-                    rows.append({"env": "over " + ", ".join(envs), "algo": algo, "metric": metric, "variant": None,
-                                 "defaults": None, "n": [len(side) for side in sides], "p": improvement_interval(*sides)})
+                    rows.append({"env": "over " + ", ".join(e for e, _, _ in by_env), "algo": algo, "metric": metric,
+                                 "variant": None, "defaults": None, "n": [len(side) for side in sides],
+                                 "p": improvement_interval(*sides)})
     return rows
 
 
@@ -989,8 +986,8 @@ def main(argv: list[str] | None = None) -> int:
         comparison = None
         if variant:  # the suite's own records of the scripts this variant has runs of, at the same budgets
             defaults = [r for r in read_records(os.path.join(args.results_dir, suite, "runs.jsonl"))
-                        if r["algo"] in code and r["timesteps"] == report_grid.get(r["env_id"], {}).get(r["algo"], {}).get("timesteps")]
-            defaults = [r for r in defaults if r["seed"] in seeds]
+                        if r["algo"] in code and r["seed"] in seeds
+                        and r["timesteps"] == report_grid.get(r["env_id"], {}).get(r["algo"], {}).get("timesteps")]
             both, differ = code_of(records + defaults)
             if differ and not mixed and not args.allow_mixed:
                 raise HarnessError(f"the suite's own records and this variant's runs were made by different code "
