@@ -118,6 +118,18 @@ def test_the_confidence_interval_resamples_seeds_within_each_env():
     assert bench.iqm_interval(np.array([[0.0, 1.0]] * 3)) == pytest.approx((0.5, 0.5, 0.5))
 
 
+def test_the_iqm_is_rliables_to_the_last_digit():
+    from rliable import metrics
+
+    rng = np.random.default_rng(0)
+    matrices = [rng.normal(1000.0, 300.0, size=shape) for shape in [(1, 1), (2, 1), (3, 1), (7, 1), (10, 1), (10, 3), (9, 4)]]
+    matrices += [np.round(rng.normal(size=(10, 3))), np.array([[5.0], [5.0], [1.0], [5.0]])]  # ties
+    for scores in matrices:
+        assert bench.iqm(scores) == metrics.aggregate_iqm(scores)
+        resampled = scores[rng.integers(0, len(scores), size=len(scores))]  # as a bootstrap calls it
+        assert bench.iqm(resampled) == metrics.aggregate_iqm(resampled)
+
+
 @pytest.mark.parametrize("text, seeds", [("3", [1, 2, 3]), ("4-6", [4, 5, 6]), ("1,4,9", [1, 4, 9]), ("0-1", [0, 1])])
 def test_seeds_flag(text, seeds):
     assert bench.parse_seeds(text) == seeds
