@@ -4,6 +4,9 @@ import sys
 
 import numpy as np
 import pytest
+import torch
+
+torch.set_num_threads(1)  # one thread per test process, as in every run (pytest -n auto: one process per core)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
