@@ -26,7 +26,7 @@ MARKS = {"PASS": " ✓", "FAIL": " ✗ (target {threshold})"}
 
 def suite_table(suite: str, config: dict, records: list[dict], previous: str | None) -> list[str]:
     """The lines of one suite: header, table (a cell per env and script), plots."""
-    records = [r for r in records if r["timesteps"] == config.get(r["env_id"], {}).get(r["algo"], {}).get("timesteps")]
+    records = bench.at_budget(records, config)
     if not records:
         return ([f"**{suite}**: no run of the current scripts recorded yet; the last report, made by older versions "
                  f"of the scripts, is [{previous}]({previous}).", ""] if previous else [])

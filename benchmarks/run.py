@@ -488,6 +488,11 @@ def read_records(path: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def at_budget(records: list[dict], grid: dict) -> list[dict]:
+    """The records made at the budget (`timesteps`) that `grid` gives their (env, algo)."""
+    return [r for r in records if r["timesteps"] == grid.get(r["env_id"], {}).get(r["algo"], {}).get("timesteps")]
+
+
 def collect_records(jobs: list[dict], saved: dict) -> list[dict]:
     """Each job's record, the first there is of: its finished run here made by the current script,
     its committed record (`saved`, by record_key) made by the current script, its newest finished
@@ -615,10 +620,11 @@ def improvement_interval(x: np.ndarray, y: np.ndarray) -> tuple[float, float, fl
     return bootstrap_interval([x, y], metrics.probability_of_improvement)
 
 
-def compare_to_defaults(grid: dict, records: list[dict], defaults: list[dict]) -> list[dict]:
-    """A variant's runs against the suite's own (the default flags), per metric and algo: per env that
-    both have runs of, each side's statistics and P(variant > defaults) [CI]; then, with more than one
-    such env, P over all of them, on the seeds that every one of those envs has on each side."""
+def compare_to_defaults(grid: dict, records: list[dict], defaults: list[dict]) -> dict:
+    """A variant's runs against the suite's own (the default flags). `rows`, per metric and algo: per
+    env that both have runs of, each side's statistics and P(variant > defaults) [CI]; then, with more
+    than one such env, P over all of them, on the seeds that every one of those envs has on each side.
+    `one_side`: the (env, algo) pairs with runs on one side only, which nothing is compared for."""
     rows = []
     for metric, (key, _) in METRICS.items():
         for algo in ALGOS:
@@ -639,7 +645,8 @@ def compare_to_defaults(grid: dict, records: list[dict], defaults: list[dict]) -
                     rows.append({"env": "over " + ", ".join(e for e, _, _ in by_env), "algo": algo, "metric": metric,
                                  "variant": None, "defaults": None, "n": [len(side) for side in sides],
                                  "p": improvement_interval(*sides)})
-    return rows
+    pairs = [{(r["env_id"], r["algo"]) for r in side} for side in (records, defaults)]
+    return {"rows": rows, "one_side": sorted(pairs[0] ^ pairs[1])}
 
 
 def random_returns(env_ids: list[str], path: str) -> dict:
@@ -993,17 +1000,15 @@ def main(argv: list[str] | None = None) -> int:
                                "version of each script, or report them anyway with --allow-mixed")
         comparison = None
         if variant:  # the suite's own records of the scripts this variant has runs of, at the same budgets
-            defaults = [r for r in read_records(os.path.join(args.results_dir, suite, "runs.jsonl"))
-                        if r["algo"] in code and r["seed"] in seeds
-                        and r["timesteps"] == report_grid.get(r["env_id"], {}).get(r["algo"], {}).get("timesteps")]
+            defaults = [r for r in at_budget(read_records(os.path.join(args.results_dir, suite, "runs.jsonl")), report_grid)
+                        if r["algo"] in code and r["seed"] in seeds]
             both, differ = code_of(records + defaults)
             if differ and not mixed and not args.allow_mixed:
                 raise HarnessError(f"the suite's own records and this variant's runs were made by different code "
                                    f"({describe_code(both)}): the comparison would mix a code change with the flags; "
                                    "rerun one side, or report anyway with --allow-mixed")
             comparison = {"flags": variant, "code": describe_code(code_of(defaults)[0]), "mixed": differ,
-                          "rows": compare_to_defaults(report_grid, records, defaults),
-                          "one_side": sorted({(r["env_id"], r["algo"]) for r in records} ^ {(r["env_id"], r["algo"]) for r in defaults})}
+                          **compare_to_defaults(report_grid, records, defaults)}
     except HarnessError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
