@@ -435,6 +435,17 @@ def test_wandb_that_cannot_start_is_a_one_line_error_leaving_no_run_directory(ru
     assert run_dirs(tmp_path / "runs") == []
 
 
+@pytest.mark.parametrize("script", SHARED_SECTION_BY)
+def test_tensorboard_without_its_package_is_a_one_line_error_leaving_no_run_directory(run, tmp_path, script):
+    hidden = tmp_path / "hide"  # a `tensorboard` package that cannot be imported, ahead of the installed one
+    (hidden / "tensorboard").mkdir(parents=True)
+    (hidden / "tensorboard" / "__init__.py").write_text("raise ImportError('No module named tensorboard')\n")
+    proc = run(script, "--env-id", "CartPole-v1", "--total-timesteps", "256", "--tensorboard", *tiny(script),
+               env_extra={"PYTHONPATH": str(hidden)})
+    assert_one_line_error(proc, 2, "pip install tensorboard")
+    assert run_dirs(tmp_path / "runs") == []
+
+
 SHARED_BANNER = "# Shared section: byte-identical in ppo.py, trpo.py and reinforce.py"
 
 
