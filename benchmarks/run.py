@@ -851,12 +851,10 @@ def file_name(env_id: str) -> str:
 
 def iqm_band(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per column of a (seeds, points) array: the IQM and the 25th and 75th percentiles (NaN-aware)."""
-    from scipy.stats import trim_mean
-
     with warnings.catch_warnings():  # points before any seed's first value are all-NaN
         warnings.simplefilter("ignore", RuntimeWarning)
         low, high = np.nanpercentile(curves, [25, 75], axis=0)
-    center = np.array([trim_mean(c[np.isfinite(c)], 0.25) if np.isfinite(c).any() else np.nan for c in curves.T])
+    center = np.array([iqm(c[np.isfinite(c)]) if np.isfinite(c).any() else np.nan for c in curves.T])
     return center, low, high
 
 
