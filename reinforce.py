@@ -480,7 +480,7 @@ def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
                 env_action = np.clip(env_action, action_space.low, action_space.high)  # sampled unclipped, stored unclipped
             next_obs, reward, terminated, truncated, info = envs.step(env_action)
             rewards[step], terminations[step], dones[step] = reward, terminated, terminated | truncated
-            run.track_episodes(global_step, reward, dones[step])
+            run.track_episodes(global_step, next_obs, reward, dones[step])
 
             # Truncated, not terminated: bootstrap with V(final observation), not V(next episode's start).
             cut = truncated & ~terminated
@@ -833,6 +833,15 @@ def read_run_config(run_dir: str) -> dict:
     return config
 
 
+def finished(run_dir: str) -> bool:
+    """The run has its summary.json from a session that was not stopped: training and evaluation are done."""
+    try:
+        with open(os.path.join(run_dir, "summary.json")) as f:
+            return not json.load(f).get("interrupted")
+    except (OSError, ValueError):
+        return False
+
+
 def args_from(saved: dict, keys=None) -> dict:
     """The saved arguments (config.json or a checkpoint) that Args has, as Args holds them (lists as tuples)."""
     names = {f.name for f in fields(Args)} if keys is None else set(keys)
@@ -920,7 +929,7 @@ def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, device: torch.
 
 
 class NonFiniteGuard:
-    """No update is kept that a non-finite loss went into or that left non-finite weights or outputs
+    """No update is kept that a non-finite loss went into or that left non-finite weights, statistics or outputs
     (a step can overflow from finite losses), with one host-device sync per update instead of one per
     gradient step. Made at the start of an update, it copies the run's state (weights, statistics,
     optimizers); `watch` folds each loss into a flag on the device; `check`, at the end of the update,
@@ -940,13 +949,13 @@ class NonFiniteGuard:
         """`x`: the batch's network inputs; the updated weights, and the actor's and the critic's
         outputs on `x`, must be finite as well as every loss."""
         agent = self.run.agent
-        with torch.no_grad():
-            tensors = [*agent.parameters(), agent.actor(x), agent.critic(x)]
+        with torch.no_grad():  # the statistics too: one inf observation makes them inf and NaN
+            tensors = [*agent.parameters(), *agent.buffers(), agent.actor(x), agent.critic(x)]
         bad = ~torch.stack([torch.isfinite(t).all() for t in tensors]).all()
         if self.nonfinite is not None:
             bad = bad | self.nonfinite
         if bool(bad):
-            self.stop(f"non-finite loss, weights or outputs at update {update}, global step {global_step}")
+            self.stop(f"non-finite loss, weights, statistics or outputs at update {update}, global step {global_step}")
 
     def stop(self, reason: str) -> None:
         """Undo the update, save the run as of its last update and stop it (TrainingError)."""
@@ -1026,7 +1035,7 @@ class Run:
     config.json, metrics.jsonl with wandb and TensorBoard, the counters a resumed run continues from,
     checkpoints, evaluations, progress lines, summary.json, and the request to stop.
 
-    The training loop reports each env step's rewards (`track_episodes`) and each update (`end_update`); an
+    The training loop reports each env step's output (`track_episodes`) and each update (`end_update`); an
     episode counts only once its rollout's update is reported, so that a rollout cut short by a stop
     request leaves no trace and the saved run is exactly the state after its last update.
     """
@@ -1059,7 +1068,8 @@ class Run:
                                       f"(it has {saved[key]})")
             self.restore(read_checkpoint(os.path.join(self.run_dir, "model.pt"), "--resume"),
                          config["args"], everything=True)
-            if self.global_step >= self.target_steps:
+            # a run stopped or killed at its target, before its final evaluation, resumes to evaluate
+            if self.global_step >= self.target_steps and finished(self.run_dir):
                 raise ConfigError(f"--resume {self.run_dir}: the run already has {self.global_step} steps; "
                                   "give a larger --total-timesteps to train on")
             if previous.get("sha256") != config["sha256"]:
@@ -1172,6 +1182,8 @@ class Run:
             return None, None
         envs = make_vector_env(self.args.env_id, self.args.num_envs)
         next_obs, _ = envs.reset(seed=self.env_seed)
+        if not np.isfinite(next_obs).all():
+            self.fail("the environment returned a non-finite observation at reset")
         envs.action_space.seed(self.env_seed)
         self.start_time = time.time()
         return envs, next_obs
@@ -1181,8 +1193,11 @@ class Run:
         """A stop was requested: the loop should end at its next safe point."""
         return self.stop.requested
 
-    def track_episodes(self, global_step: int, rewards: np.ndarray, dones: np.ndarray) -> None:
-        """Add one vector step's raw rewards to each env's episode; note the episodes that ended."""
+    def track_episodes(self, global_step: int, obs: np.ndarray, rewards: np.ndarray, dones: np.ndarray) -> None:
+        """Add one vector step's raw rewards to each env's episode; note the episodes that ended. A
+        non-finite observation or reward stops the run as of its last update, before any network sees it."""
+        if not (np.isfinite(obs).all() and np.isfinite(rewards).all()):
+            self.fail(f"the environment returned a non-finite observation or reward at global step {global_step}")
         self.episode_return += rewards
         self.episode_length += 1
         for i in np.flatnonzero(dones):
@@ -1354,7 +1369,7 @@ def cli() -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except (MemoryError, RuntimeError) as e:  # torch reports a failed allocation as a RuntimeError
-        if isinstance(e, RuntimeError) and "allocate" not in str(e):
+        if isinstance(e, RuntimeError) and "allocate" not in str(e) and "out of memory" not in str(e):
             raise
         size = re.search(r"allocate [\d.]+ \w+", str(e))
         print(f"error: out of memory{f' (tried to {size.group(0)})' if size else ''}: "

@@ -49,12 +49,18 @@ the policy collapsed from a return of 1000 to under 150. Two things close that g
       stored when the batch was collected, on the batch's raw observations. The accepted step's KL is
       the total change between the two acting policies: the statistics update included, whatever the
       clip did, and `charts/normalizer_kl` logs the part the statistics update alone caused.
+   c. When that part alone exceeds delta (only where (a) is not exact) and the line search accepts no
+      step, theta_0 under the new statistics would be outside the region: the coordinates left out
+      of the rewrite then keep their old mean and variance for this batch (`trpo/statistics_frozen`
+      counts them; all of them if that is not enough), and the step is taken again. They can catch
+      up later: the sample count grows, so each later batch moves them less.
 (b) alone, without (a), also keeps InvertedPendulum-v4 at 1000, but the statistics update then
 spends part of each update's delta (up to 0.32 delta there), more where the statistics move fast,
 and all of it once they move the policy by delta, when no step can be accepted; and the critic, which
 no line search guards, still changes with them. (a) removes the change at its source, for both
-networks; (b) makes the bound hold where (a) is not exact (the first batch, the clipped coordinates). README:
-"The trust region holds as a function of the raw observation" has the seeds and figures.
+networks; (b) and (c) make the bound hold where (a) is not exact (the first batch, the clipped
+coordinates). README: "The trust region holds as a function of the raw observation" has the seeds
+and figures.
 
 What the trust region does not do: once every episode reaches the time limit, the advantages carry
 little signal (the returns differ only by the critic's errors and the reward noise), yet they are
@@ -346,22 +352,28 @@ class Agent(nn.Module):
         return [*self.actor.parameters(), *([self.actor_logstd] if self.continuous else [])]
 
     @torch.no_grad()
-    def update_obs_stats(self, obs: torch.Tensor) -> None:
+    def update_obs_stats(self, obs: torch.Tensor, frozen: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Merge a batch of raw observations into the normalizer's statistics, keeping the actor's
         and the critic's outputs on every raw observation what they were (exact unless the clip
         binds). The first batch only replaces the placeholder statistics (mean 0, std 1): the
         networks then keep the input scale their initialization assumes. A coordinate that the old
         statistics clipped somewhere in the batch is renormalized without the rewrite: there the old
         function was flat (e.g. a contact force that was 0 until now, whose std was ~1e-4), and
-        preserving it would multiply that coordinate's weights by s_1 / s_0 (1e4 on Humanoid-v4)."""
+        preserving it would multiply that coordinate's weights by s_1 / s_0 (1e4 on Humanoid-v4).
+        The coordinates in `frozen` keep their mean and variance (and so their part of the function).
+        Returns the coordinates whose change the rewrite does not undo (the first batch: all)."""
         first_batch = bool(self.obs_rms.count < 1)
-        mean0, std0 = self.obs_rms.mean.clone(), self.obs_rms.std()
+        mean0, var0, std0 = self.obs_rms.mean.clone(), self.obs_rms.var.clone(), self.obs_rms.std()
         unclipped = ((obs.to(mean0.dtype) - mean0).abs() <= self.clip_obs * std0).all(0)
         self.obs_rms.update(obs)
-        if not first_batch:
-            mean1, std1 = self.obs_rms.mean, self.obs_rms.std()
-            for first_layer in (self.actor[0], self.critic[0]):
-                preserve_first_layer(first_layer, mean0, std0, mean1, std1, unclipped)
+        if frozen is not None:
+            self.obs_rms.mean[frozen], self.obs_rms.var[frozen] = mean0[frozen], var0[frozen]
+        if first_batch:
+            return torch.ones_like(unclipped)
+        mean1, std1 = self.obs_rms.mean, self.obs_rms.std()
+        for first_layer in (self.actor[0], self.critic[0]):
+            preserve_first_layer(first_layer, mean0, std0, mean1, std1, unclipped)
+        return ~unclipped
 
 
 # ---------------------------------------------------------------------------------------------
@@ -736,7 +748,7 @@ def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
                 env_action = np.clip(env_action, action_space.low, action_space.high)  # sampled unclipped, stored unclipped
             next_obs, reward, terminated, truncated, info = envs.step(env_action)
             rewards[step], terminations[step], dones[step] = reward, terminated, terminated | truncated
-            run.track_episodes(global_step, reward, dones[step])
+            run.track_episodes(global_step, next_obs, reward, dones[step])
 
             # Truncated, not terminated: bootstrap with V(final observation), not V(next episode's start).
             cut = truncated & ~terminated
@@ -769,7 +781,8 @@ def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
 
         # ---- 3. Observation statistics: merge the batch, keeping pi and V the same functions of s --
         if norm_obs:
-            agent.update_obs_stats(b_obs)
+            acting = copy.deepcopy(agent.state_dict())  # pi_0 and V as they acted: phase 4 may go back to them
+            not_rewritten = agent.update_obs_stats(b_obs)
             with torch.no_grad():
                 normalizer_kl = kl(old_dist, agent.dist(b_obs)).mean().item()
 
@@ -777,8 +790,24 @@ def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
         b_advantages, b_returns, b_values = advantages.reshape(-1), returns.reshape(-1), values.reshape(-1)
         if args.norm_adv:
             b_advantages = normalize_advantages(b_advantages)
+        policy_batch = PolicyBatch(b_obs, b_actions, old_dist, b_logprobs, b_advantages)
+        statistics_frozen = 0  # coordinates whose statistics this batch leaves as they were
         try:
-            step = trpo_policy_update(agent, PolicyBatch(b_obs, b_actions, old_dist, b_logprobs, b_advantages), args)
+            step = trpo_policy_update(agent, policy_batch, args)
+            if norm_obs and step["kl_after_step"] > args.max_kl:
+                # No step accepted: the statistics update alone moved pi by more than delta, through the
+                # coordinates the rewrite leaves out. They keep their statistics this time (the others'
+                # are rewritten exactly; if pi still moves by more than delta, all keep theirs), and
+                # the step is taken again.
+                agent.load_state_dict(acting)
+                agent.update_obs_stats(b_obs, frozen=not_rewritten)
+                statistics_frozen = int(not_rewritten.sum())
+                with torch.no_grad():
+                    normalizer_kl = kl(old_dist, agent.dist(b_obs)).mean().item()
+                if not normalizer_kl <= args.max_kl:
+                    agent.load_state_dict(acting)
+                    statistics_frozen, normalizer_kl = obs_dim, 0.0
+                step = trpo_policy_update(agent, policy_batch, args)
         except TrainingError as error:  # a non-finite surrogate: no step was taken on it
             guard.stop(str(error))
 
@@ -814,6 +843,7 @@ def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
             "losses/approx_kl": approx,
             "losses/explained_variance": explained_variance(b_values, b_returns),
             **{f"trpo/{key}": value for key, value in step.items() if key != "surrogate"},
+            **({"trpo/statistics_frozen": statistics_frozen} if norm_obs else {}),
         }, status=f"kl {step['kl_after_step']:.4f} | backtracks {step['line_search_backtracks']}")
 
     return run.finish(envs)
@@ -1084,6 +1114,15 @@ def read_run_config(run_dir: str) -> dict:
     return config
 
 
+def finished(run_dir: str) -> bool:
+    """The run has its summary.json from a session that was not stopped: training and evaluation are done."""
+    try:
+        with open(os.path.join(run_dir, "summary.json")) as f:
+            return not json.load(f).get("interrupted")
+    except (OSError, ValueError):
+        return False
+
+
 def args_from(saved: dict, keys=None) -> dict:
     """The saved arguments (config.json or a checkpoint) that Args has, as Args holds them (lists as tuples)."""
     names = {f.name for f in fields(Args)} if keys is None else set(keys)
@@ -1171,7 +1210,7 @@ def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, device: torch.
 
 
 class NonFiniteGuard:
-    """No update is kept that a non-finite loss went into or that left non-finite weights or outputs
+    """No update is kept that a non-finite loss went into or that left non-finite weights, statistics or outputs
     (a step can overflow from finite losses), with one host-device sync per update instead of one per
     gradient step. Made at the start of an update, it copies the run's state (weights, statistics,
     optimizers); `watch` folds each loss into a flag on the device; `check`, at the end of the update,
@@ -1191,13 +1230,13 @@ class NonFiniteGuard:
         """`x`: the batch's network inputs; the updated weights, and the actor's and the critic's
         outputs on `x`, must be finite as well as every loss."""
         agent = self.run.agent
-        with torch.no_grad():
-            tensors = [*agent.parameters(), agent.actor(x), agent.critic(x)]
+        with torch.no_grad():  # the statistics too: one inf observation makes them inf and NaN
+            tensors = [*agent.parameters(), *agent.buffers(), agent.actor(x), agent.critic(x)]
         bad = ~torch.stack([torch.isfinite(t).all() for t in tensors]).all()
         if self.nonfinite is not None:
             bad = bad | self.nonfinite
         if bool(bad):
-            self.stop(f"non-finite loss, weights or outputs at update {update}, global step {global_step}")
+            self.stop(f"non-finite loss, weights, statistics or outputs at update {update}, global step {global_step}")
 
     def stop(self, reason: str) -> None:
         """Undo the update, save the run as of its last update and stop it (TrainingError)."""
@@ -1277,7 +1316,7 @@ class Run:
     config.json, metrics.jsonl with wandb and TensorBoard, the counters a resumed run continues from,
     checkpoints, evaluations, progress lines, summary.json, and the request to stop.
 
-    The training loop reports each env step's rewards (`track_episodes`) and each update (`end_update`); an
+    The training loop reports each env step's output (`track_episodes`) and each update (`end_update`); an
     episode counts only once its rollout's update is reported, so that a rollout cut short by a stop
     request leaves no trace and the saved run is exactly the state after its last update.
     """
@@ -1310,7 +1349,8 @@ class Run:
                                       f"(it has {saved[key]})")
             self.restore(read_checkpoint(os.path.join(self.run_dir, "model.pt"), "--resume"),
                          config["args"], everything=True)
-            if self.global_step >= self.target_steps:
+            # a run stopped or killed at its target, before its final evaluation, resumes to evaluate
+            if self.global_step >= self.target_steps and finished(self.run_dir):
                 raise ConfigError(f"--resume {self.run_dir}: the run already has {self.global_step} steps; "
                                   "give a larger --total-timesteps to train on")
             if previous.get("sha256") != config["sha256"]:
@@ -1423,6 +1463,8 @@ class Run:
             return None, None
         envs = make_vector_env(self.args.env_id, self.args.num_envs)
         next_obs, _ = envs.reset(seed=self.env_seed)
+        if not np.isfinite(next_obs).all():
+            self.fail("the environment returned a non-finite observation at reset")
         envs.action_space.seed(self.env_seed)
         self.start_time = time.time()
         return envs, next_obs
@@ -1432,8 +1474,11 @@ class Run:
         """A stop was requested: the loop should end at its next safe point."""
         return self.stop.requested
 
-    def track_episodes(self, global_step: int, rewards: np.ndarray, dones: np.ndarray) -> None:
-        """Add one vector step's raw rewards to each env's episode; note the episodes that ended."""
+    def track_episodes(self, global_step: int, obs: np.ndarray, rewards: np.ndarray, dones: np.ndarray) -> None:
+        """Add one vector step's raw rewards to each env's episode; note the episodes that ended. A
+        non-finite observation or reward stops the run as of its last update, before any network sees it."""
+        if not (np.isfinite(obs).all() and np.isfinite(rewards).all()):
+            self.fail(f"the environment returned a non-finite observation or reward at global step {global_step}")
         self.episode_return += rewards
         self.episode_length += 1
         for i in np.flatnonzero(dones):
@@ -1605,7 +1650,7 @@ def cli() -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except (MemoryError, RuntimeError) as e:  # torch reports a failed allocation as a RuntimeError
-        if isinstance(e, RuntimeError) and "allocate" not in str(e):
+        if isinstance(e, RuntimeError) and "allocate" not in str(e) and "out of memory" not in str(e):
             raise
         size = re.search(r"allocate [\d.]+ \w+", str(e))
         print(f"error: out of memory{f' (tried to {size.group(0)})' if size else ''}: "

@@ -25,6 +25,14 @@ class NaNRewardEnv(gym.Env):
         return np.zeros(3, np.float32), reward, False, self.t >= 20, {}
 
 
+class OverflowRewardEnv(NaNRewardEnv):
+    """Finite rewards so large (1e38) that float32 returns overflow: a non-finite loss from finite data."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, 1e38 if self.t > 5 else reward, terminated, truncated, info
+
+
 class DictObsEnv(NaNRewardEnv):
     observation_space = gym.spaces.Dict({"x": gym.spaces.Box(-1.0, 1.0, (3,), np.float32)})
 
@@ -69,6 +77,17 @@ class DriftingObsEnv(gym.Env):
         reward = float(np.clip(action[0], -1.0, 1.0) * np.sign(self.z[0]))
         self.t += 1
         return self._observe(), reward, False, self.t >= 16, {}
+
+
+class ContactObsEnv(DriftingObsEnv):
+    """A coordinate like a contact force: tiny (1e-3 z, whose sign the reward asks for) in each env's
+    first 12 episodes, then 5 more in half of the states, which the old statistics clip, so that the
+    rewrite leaves that coordinate out and the statistics update alone moves the policy a lot."""
+
+    def _observe(self):
+        self.z = self.np_random.normal(size=3)
+        contact = 0.0 if self.episode <= 12 else 5.0 * float(self.np_random.random() < 0.5)
+        return np.array([1e-3 * self.z[0] + contact, self.z[1], self.z[2]], np.float32)
 
 
 class ProbeEnv(gym.Env):
@@ -167,7 +186,8 @@ class SelfSignalEnv(gym.Env):
     """Pendulum-like noise with Box actions and 25-step episodes, which sends its own process a real
     signal when the process has taken SELF_SIGNAL_AT env steps in all (SELF_SIGNAL = INT or TERM; a
     comma-separated list of steps sends one signal per step): a deterministic way to interrupt a
-    training run at a known point. The reward of the process's env step NAN_REWARD_AT is NaN."""
+    training run at a known point. The reward of the process's env step NAN_REWARD_AT is NaN; the
+    observation it returns at step NONFINITE_OBS_AT has an inf (Box actions) or a NaN (Discrete)."""
 
     observation_space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
     action_space = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
@@ -188,13 +208,20 @@ class SelfSignalEnv(gym.Env):
         reward = float(-np.square(action).sum() + obs[0])
         if str(SelfSignalEnv.steps_in_process) == os.environ.get("NAN_REWARD_AT"):
             reward = float("nan")
+        if str(SelfSignalEnv.steps_in_process) == os.environ.get("NONFINITE_OBS_AT"):
+            obs[2] = np.inf if isinstance(self.action_space, gym.spaces.Box) else np.nan
         return obs, reward, False, self.t >= 25, {}
+
+
+class DiscreteSelfSignalEnv(SelfSignalEnv):
+    action_space = gym.spaces.Discrete(2)
 
 
 for name, cls in [("NaNReward-v0", NaNRewardEnv), ("DictObs-v0", DictObsEnv),
                   ("ImageObs-v0", ImageObsEnv), ("MultiDiscreteAction-v0", MultiDiscreteActionEnv),
                   ("EmptyObs-v0", EmptyObsEnv), ("EmptyAction-v0", EmptyActionEnv),
-                  ("DriftingObs-v0", DriftingObsEnv),
+                  ("DriftingObs-v0", DriftingObsEnv), ("ContactObs-v0", ContactObsEnv),
+                  ("OverflowReward-v0", OverflowRewardEnv), ("DiscreteSelfSignal-v0", DiscreteSelfSignalEnv),
                   ("Probe-v0", ProbeEnv), ("DiscreteProbe-v0", DiscreteProbeEnv), ("Bandit-v0", BanditEnv),
                   ("DiscreteBandit-v0", DiscreteBanditEnv), ("ZeroReward-v0", ZeroRewardEnv),
                   ("DiscreteStartOne-v0", DiscreteStartOneEnv), ("Endless-v0", EndlessEnv),

@@ -155,18 +155,24 @@ def test_resume_restores_every_piece_of_state(tmp_path, monkeypatch, name):
 
 
 @pytest.mark.parametrize("script", SCRIPT_NAMES)
-def test_a_non_finite_loss_saves_the_run_as_of_its_last_update_and_resume_continues_it(run, tmp_path, script):
-    # the reward of env step 300 (both envs counted) is NaN: inside the third rollout
-    args = ["--env-id", "helper_envs:SelfSignal-v0", "--total-timesteps", "512", "--eval-episodes", "0",
+@pytest.mark.parametrize("env, trigger", [("SelfSignal-v0", "NAN_REWARD_AT"),
+                                          ("SelfSignal-v0", "NONFINITE_OBS_AT"),  # inf; Box: normalized
+                                          ("DiscreteSelfSignal-v0", "NONFINITE_OBS_AT")])  # NaN
+def test_non_finite_env_output_saves_the_run_as_of_its_last_update_and_resume_continues_it(run, tmp_path, script,
+                                                                                            env, trigger):
+    # env step 302 (both envs counted; not an episode's last) returns the non-finite value: in the third rollout
+    args = ["--env-id", f"helper_envs:{env}", "--total-timesteps", "512", "--eval-episodes", "0",
             "--checkpoint-every", "0", *SMALL[script], "--no-cuda"]
-    proc = run(script, *args, env_extra={**HELPER_ENVS, "NAN_REWARD_AT": "300"})
+    proc = run(script, *args, env_extra={**HELPER_ENVS, trigger: "302"})
     (run_dir,) = run_dirs(tmp_path / "runs")
-    assert_one_line_error(proc, 1, "non-finite")
+    assert_one_line_error(proc, 1, "the environment returned a non-finite observation or reward at global step 302")
     assert f"{run_dir}/model.pt holds the run as of step {2 * BATCH}" in proc.stderr
-    assert torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)["progress"]["update"] == 2
-    assert max(r["global_step"] for r in read_metrics(run_dir)) == 2 * BATCH  # nothing of the undone update
-    # a new process counts its env steps from 0: the remaining 256 steps meet no NaN
-    assert_ok(run(script, "--resume", run_dir, env_extra={**HELPER_ENVS, "NAN_REWARD_AT": "300"}))
+    checkpoint = torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)
+    assert checkpoint["progress"]["update"] == 2
+    assert all(torch.isfinite(t).all() for t in checkpoint["agent"].values())  # the statistics too
+    assert max(r["global_step"] for r in read_metrics(run_dir)) == 2 * BATCH  # nothing of the unfinished update
+    # a new process counts its env steps from 0: the remaining 256 steps meet no non-finite value
+    assert_ok(run(script, "--resume", run_dir, env_extra={**HELPER_ENVS, trigger: "302"}))
     assert read_summary(run_dir)["global_step"] == 512
 
 
@@ -282,6 +288,25 @@ def test_stop_during_the_update_ends_it_at_a_safe_point(tmp_path, monkeypatch, n
         assert len(critic_steps) == 8 * (len(updates) - 1) + 4
     checkpoint = torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)
     assert checkpoint["progress"]["global_step"] == stopped_at
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_a_run_stopped_in_its_last_update_resumes_to_its_final_evaluation(tmp_path, monkeypatch, name):
+    """A stop during the last update: the run has all its steps but no final evaluation, and the
+    command it prints, --resume, evaluates it and finishes it; a finished run is not resumed."""
+    m = MODULES[name]
+    stop = m.StopRequest()
+    estimator = {"ppo": "ppo_policy_loss", "trpo": "conjugate_gradient", "reinforce": "reinforce_loss"}[name]
+    spy(monkeypatch, m, estimator, before=lambda *a, **k: setattr(stop, "signum", 2))
+    summary = m.main(m.Args(env_id="Pendulum-v1", total_timesteps=64, eval_episodes=2, cuda=False,
+                            output_dir=str(tmp_path / "runs"), **TINY[name]), stop)
+    assert summary["interrupted"] is True and summary["global_step"] == 64 and "eval_return_mean" not in summary
+    (run_dir,) = glob.glob(str(tmp_path / "runs" / "*"))
+    summary = m.main(m.parse_args(["--resume", run_dir]))
+    assert summary["interrupted"] is False and summary["global_step"] == 64 and "eval_return_mean" in summary
+    assert len(update_records(read_metrics(run_dir))) == 1  # evaluated, not trained further
+    with pytest.raises(m.ConfigError, match="the run already has 64 steps"):
+        m.main(m.parse_args(["--resume", run_dir]))
 
 
 @pytest.mark.parametrize("name", SCRIPTS)

@@ -582,14 +582,15 @@ def test_checkpoints_round_trip_everything_and_training_continues_from_them(tmp_
 
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_a_non_finite_loss_undoes_its_update_and_saves_the_run(tmp_path, monkeypatch, name):
-    """The rewards turn NaN within the first batch: the run stops; the agent and its optimizers are as
+    """The rewards grow so large within the first batch that the returns overflow (every env output
+    finite): the run stops; the agent and its optimizers are as
     they were before that update (no Adam step survives), and model.pt holds that state at step 0.
     (TRPO meets the NaN first in its surrogate, before any step on it.)"""
     m = MODULES[name]
     agents, optimizers, at_first_batch = record_agents(monkeypatch, m), record_optimizers(monkeypatch), []
     spy(monkeypatch, m, ESTIMATOR[name], before=lambda *a, **k: at_first_batch.append(copy.deepcopy(agents[-1].state_dict())))
-    with pytest.raises(m.TrainingError, match=r"non-finite (loss, weights or outputs at update 1|surrogate).* holds the run as of step 0 "):
-        run_main(name, tmp_path, env_id="NaNReward-v0", total_timesteps=64, norm_obs=False, norm_reward=False)
+    with pytest.raises(m.TrainingError, match=r"non-finite (loss, weights, statistics or outputs at update 1|surrogate).* holds the run as of step 0 "):
+        run_main(name, tmp_path, env_id="OverflowReward-v0", total_timesteps=64, norm_obs=False, norm_reward=False)
     assert_same(at_first_batch[0], agents[-1].state_dict(), "agent")
     assert all(optimizer.state_dict()["state"] == {} for optimizer in optimizers)
     (path,) = glob.glob(str(tmp_path / "runs" / "*" / "model.pt"))
@@ -636,11 +637,24 @@ def test_the_non_finite_guard_reads_the_device_once_and_restores(monkeypatch):
         loss.backward()
         optimizer.step()
     assert reads == [] and isinstance(guard.nonfinite, torch.Tensor)  # a device flag, unread until check
-    with pytest.raises(m.TrainingError, match="non-finite loss, weights or outputs at update 3, global step 99; "
+    with pytest.raises(m.TrainingError, match="non-finite loss, weights, statistics or outputs at update 3, global step 99; "
                                               "the update is undone"):
         guard.check(3, 99, torch.ones(1, 2))
     assert_same(before, net.state_dict(), "restored")
     assert optimizer.state_dict()["state"] == {}
+
+
+def test_the_non_finite_guard_checks_the_observation_statistics():
+    """Statistics turned non-finite (one inf observation makes the mean inf and the variance NaN),
+    every loss, weight and output on the batch finite: the update is undone all the same."""
+    m, net = MODULES["reinforce"], torch.nn.Linear(2, 1)
+    net.register_buffer("mean", torch.zeros(2, dtype=torch.float64))
+    optimizer = torch.optim.SGD(net.parameters(), lr=1.0)
+    guard = m.NonFiniteGuard(GuardedRun(m, net, optimizer))
+    net.mean[1] = float("inf")
+    with pytest.raises(m.TrainingError, match="non-finite loss, weights, statistics or outputs at update 2"):
+        guard.check(2, 128, torch.ones(1, 2))
+    assert torch.equal(net.mean, torch.zeros(2, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("overflow", ["weights", "outputs"])
@@ -659,7 +673,7 @@ def test_the_non_finite_guard_undoes_a_step_that_overflows_from_a_finite_loss(ov
     with torch.no_grad():
         net.weight[0, 0] = float("inf") if overflow == "weights" else 3e38
         net.weight[0, 1] = 0.0 if overflow == "weights" else 3e38
-    with pytest.raises(m.TrainingError, match="non-finite loss, weights or outputs at update 1"):
+    with pytest.raises(m.TrainingError, match="non-finite loss, weights, statistics or outputs at update 1"):
         guard.check(1, 64, torch.ones(1, 2))
     assert_same(before, net.state_dict(), "restored")
 
@@ -674,7 +688,7 @@ def test_an_update_that_blows_up_the_weights_is_undone_and_the_run_resumes(tmp_p
     blow_up = {"ppo": dict(learning_rate=1e38, num_minibatches=1, update_epochs=1),
                "trpo": dict(vf_learning_rate=1e38, vf_num_minibatches=1, vf_update_epochs=1),
                "reinforce": dict(learning_rate=1e38, vf_learning_rate=1e-3)}[name]
-    with pytest.raises(m.TrainingError, match="non-finite loss, weights or outputs at update 1, global step 64"):
+    with pytest.raises(m.TrainingError, match="non-finite loss, weights, statistics or outputs at update 1, global step 64"):
         run_main(name, tmp_path, env_id="Probe-v0", total_timesteps=128, **blow_up)
     (run_dir,) = glob.glob(str(tmp_path / "runs" / "*"))
     checkpoint = torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)

@@ -325,10 +325,12 @@ def test_validate_args_accepts_the_defaults(script):
 
 
 @pytest.mark.parametrize("script", SCRIPT_NAMES)
-def test_non_finite_loss_stops_training_with_a_clear_message(run, script):
-    proc = run(script, "--env-id", "helper_envs:NaNReward-v0", "--total-timesteps", "512", *tiny(script),
-               env_extra=HELPER_ENVS)
-    assert_one_line_error(proc, 1, "non-finite")
+@pytest.mark.parametrize("env, message", [("NaNReward-v0", "the environment returned a non-finite observation or reward"),
+                                          ("OverflowReward-v0", "non-finite")])  # finite rewards, overflowing returns
+def test_non_finite_data_or_loss_stops_training_with_a_clear_message(run, script, env, message):
+    proc = run(script, "--env-id", f"helper_envs:{env}", "--total-timesteps", "512", "--norm-reward", "False",
+               *tiny(script), env_extra=HELPER_ENVS)
+    assert_one_line_error(proc, 1, message)
 
 
 @pytest.mark.parametrize("script", SCRIPT_NAMES)

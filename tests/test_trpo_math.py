@@ -328,20 +328,24 @@ def test_statistics_update_leaves_a_coordinate_the_old_statistics_clipped_alone(
     assert agent.actor[0].weight.abs().max() < 10 and agent.critic[0].weight.abs().max() < 10
 
 
-def test_trust_region_holds_between_consecutive_acting_policies_on_raw_observations(tmp_path, monkeypatch):
-    """A real run whose observation statistics keep moving: the policy that collected batch k and
-    the one that collects batch k+1 differ by at most max_kl in mean KL over batch k's raw
-    observations, computed here with torch.distributions on deep copies of the agent."""
+@pytest.mark.parametrize("env_id", ["DriftingObs-v0", "ContactObs-v0"])
+def test_trust_region_holds_between_consecutive_acting_policies_on_raw_observations(tmp_path, monkeypatch, env_id):
+    """A real run whose observation statistics keep moving (DriftingObs: the rewrite keeps the
+    function; ContactObs: a coordinate that was constant starts to vary, which the rewrite leaves out):
+    the policy that collected batch k and the one that collects batch k+1 differ by at most max_kl in
+    mean KL over batch k's raw observations, computed here with torch.distributions on deep copies of
+    the agent."""
     snapshots = []  # (the acting policy of batch k, batch k's raw observations)
     real_update = trpo.Agent.update_obs_stats
 
-    def recording(agent, obs):
-        snapshots.append((copy.deepcopy(agent), obs.clone()))  # before the statistics change
-        return real_update(agent, obs)
+    def recording(agent, obs, frozen=None):
+        if frozen is None:  # the batch's first statistics update, not its redo with frozen coordinates
+            snapshots.append((copy.deepcopy(agent), obs.clone()))  # before the statistics change
+        return real_update(agent, obs, frozen)
 
     monkeypatch.setattr(trpo.Agent, "update_obs_stats", recording)
     max_kl = 0.01
-    trpo.main(trpo.Args(env_id="helper_envs:DriftingObs-v0", total_timesteps=128 * 16, num_envs=2, num_steps=64,
+    trpo.main(trpo.Args(env_id=f"helper_envs:{env_id}", total_timesteps=128 * 16, num_envs=2, num_steps=64,
                         vf_num_minibatches=4, vf_update_epochs=2, max_kl=max_kl, eval_episodes=0, cuda=False,
                         output_dir=str(tmp_path / "runs")))
     assert len(snapshots) == 16
@@ -353,6 +357,11 @@ def test_trust_region_holds_between_consecutive_acting_policies_on_raw_observati
     (metrics,) = glob.glob(str(tmp_path / "runs" / "*" / "metrics.jsonl"))
     logged = [json.loads(line) for line in open(metrics) if "charts/normalizer_kl" in line]
     assert len(logged) == 16 and all(0 <= r["charts/normalizer_kl"] <= max_kl for r in logged)
+    frozen = [r["trpo/statistics_frozen"] for r in logged]
+    if env_id == "ContactObs-v0":  # from the switch on, the contact coordinate (alone) keeps its statistics
+        assert frozen[:3] == [0, 0, 0] and frozen[3] == 1 and set(frozen) == {0, 1}, frozen
+    else:
+        assert set(frozen) == {0}
 
 
 @pytest.mark.parametrize("kind", ["box", "discrete"])
