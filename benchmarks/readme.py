@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,6 +25,22 @@ _spec.loader.exec_module(bench)
 MARKS = {"PASS": " ✓", "FAIL": " ✗ (target {threshold})"}
 
 
+def replayed(suite: str, algo: str, sha: str) -> str:
+    """What the suite's replay.json (benchmarks/replay.py) says of the runs that the file with this
+    sha256 made, run again by the current file: '' when it has none."""
+    path = os.path.join(ROOT, "benchmarks", "results", suite, "replay.json")
+    if not os.path.exists(path):
+        return ""
+    with open(path) as f:
+        runs = [r for r in json.load(f)["runs"] if r["algo"] == algo and r["recorded"]["sha256"] == sha
+                and r["replayed"]["sha256"] == bench.script_sha256(algo)]
+    if not runs:
+        return ""
+    identical = sum(not r["differs"] for r in runs)
+    return (f"; the current file made {identical} of {len(runs)} of these runs again identically, "
+            f"[replay](benchmarks/results/{suite}/replay.md)")
+
+
 def suite_table(suite: str, config: dict, records: list[dict], previous: str | None) -> list[str]:
     """The lines of one suite: header, table (a cell per env and script), plots."""
     records = bench.at_budget(records, config)
@@ -31,7 +48,8 @@ def suite_table(suite: str, config: dict, records: list[dict], previous: str | N
         return ([f"**{suite}**: no run of the current scripts recorded yet; the last report, made by older versions "
                  f"of the scripts, is [{previous}]({previous}).", ""] if previous else [])
     code, mixed = bench.code_of(records)
-    scripts = ", ".join(f"{algo}.py {sha[:12]}" + ("" if sha == bench.script_sha256(algo) else " (not the current file)")
+    scripts = ", ".join(f"{algo}.py {sha[:12]}" + ("" if sha == bench.script_sha256(algo) else
+                                                   f" (not the current file{replayed(suite, algo, sha)})")
                         for algo, shas in code.items() for sha in shas)
     algos = [a for a in bench.ALGOS if a in code]
     rows = {(row["env_id"], row["algo"]): row for row in bench.summarize(config, records, None)}

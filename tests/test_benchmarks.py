@@ -541,3 +541,63 @@ def test_the_readme_results_table_is_the_one_the_committed_records_make():
     with open(os.path.join(ROOT, "README.md")) as f:
         block = f.read().split(readme.START, 1)[1].split(readme.END, 1)[0]
     assert block.strip() == readme.table().strip(), "README.md is behind the records: run python benchmarks/readme.py"
+
+
+def load_script(name):
+    spec_ = importlib.util.spec_from_file_location(f"bench_{name}", os.path.join(ROOT, "benchmarks", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(module)
+    return module
+
+
+def test_replay_compares_what_the_runs_learned_and_says_which_differ(tmp_path, capsys):
+    replay = load_script("replay")
+
+    def record(seed, final, **extra):
+        return {"algo": "trpo", "env_id": "Fake-v0", "seed": seed, "timesteps": 1000, "sha256": "a" * 64,
+                "commit": "abc1234", "machine": "m", "global_step": 1024, "episodes": 9, "final_return_mean": final,
+                "eval_return_mean": 5.0, "eval_return_std": 0.5, "train_curve": [1.0, 2.0], "eval_curve": [[1024, 5.0]],
+                "wall_time_s": 3.0, "sps": 300.0, **extra}
+
+    def write(name, records):
+        path = tmp_path / name
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+        return str(path)
+
+    recorded = write("recorded.jsonl", [record(1, 10.0), record(2, 20.0)])
+    other_version = {"sha256": "b" * 64, "commit": "def5678", "wall_time_s": 9.0, "sps": 100.0}  # not compared
+    replayed = write("replayed.jsonl", [record(2, 20.000001, **other_version), record(1, 10.0, **other_version),
+                                        record(3, 30.0, **other_version)])  # seed 3: no record, not compared
+    args = ["--suite", "quick", "--recorded", recorded, "--results-dir", str(tmp_path / "out")]
+    assert replay.main([*args, "--replayed", replayed]) == 1
+    assert "1 of 2 replayed runs identical" in capsys.readouterr().out
+    with open(tmp_path / "out" / "quick" / "replay.json") as f:
+        runs = json.load(f)["runs"]
+    assert [(r["seed"], r["differs"]) for r in runs] == [(1, []), (2, ["final_return_mean"])]
+    assert runs[0]["recorded"]["sha256"] == "a" * 64 and runs[0]["replayed"]["sha256"] == "b" * 64
+    text = (tmp_path / "out" / "quick" / "replay.md").read_text()
+    assert "| trpo | Fake-v0 | 1 | 1,000 | aaaaaaaaaaaa, abc1234, m | bbbbbbbbbbbb, def5678, m | 10.0 / 5.0 | identical |" in text
+    assert "| differs: final_return_mean |" in text
+    assert replay.main([*args, "--replayed", write("same.jsonl", [record(1, 10.0, **other_version)])]) == 0
+    assert replay.main([*args, "--replayed", str(tmp_path / "missing.jsonl")]) == 2
+    assert replay.main([*args, "--replayed", write("none.jsonl", [record(3, 30.0)])]) == 2  # nothing to compare
+    assert capsys.readouterr().err.count("error:") == 2
+
+
+def test_readme_says_what_a_replay_showed_of_records_made_by_another_version(tmp_path, monkeypatch):
+    readme = load_script("readme")
+    readme.bench.BOOTSTRAP_REPS = 500
+    current = readme.bench.script_sha256("ppo")
+    records = [{"algo": "ppo", "env_id": "Fake-v0", "seed": seed, "timesteps": 1000, "sha256": "sha-old",
+                "commit": "abc1234", "final_return_mean": 100.0 + seed, "eval_return_mean": 90.0} for seed in (1, 2)]
+    assert "ppo.py sha-old (not the current file))" in "\n".join(readme.suite_table("quick", SUITES["quick"], records, None))
+    os.makedirs(tmp_path / "benchmarks" / "results" / "quick")
+    with open(tmp_path / "benchmarks" / "results" / "quick" / "replay.json", "w") as f:
+        json.dump({"runs": [{"algo": "ppo", "seed": seed, "recorded": {"sha256": "sha-old"},
+                             "replayed": {"sha256": replayed}, "differs": differs}
+                            for seed, replayed, differs in [(1, current, []), (2, current, ["episodes"]),
+                                                            (2, "sha-other", [])]]}, f)  # not the current file
+    monkeypatch.setattr(readme, "ROOT", str(tmp_path))
+    text = "\n".join(readme.suite_table("quick", SUITES["quick"], records, None))
+    assert ("ppo.py sha-old (not the current file; the current file made 1 of 2 of these runs again identically, "
+            "[replay](benchmarks/results/quick/replay.md)))") in text

@@ -1,0 +1,105 @@
+"""Do the scripts as they are now reproduce a suite's records? Compare runs made again with the records.
+
+    python benchmarks/run.py --suite mujoco --algos trpo --seeds 1 --runs-dir /tmp/replay/runs --results-dir /tmp/replay/results
+    python benchmarks/replay.py --suite mujoco --replayed /tmp/replay/results/mujoco/runs.jsonl
+
+run.py, pointed at an empty results directory, runs the chosen (algo, env, seed) again with the
+current scripts. This script compares each of those records with the record of the same run in
+`--recorded` (by default the suite's committed runs.jsonl) on everything the run learned and
+measured apart from time: the steps, the episodes, the final training return, the final evaluation's
+mean and std, the binned training curve and the evaluation curve. It writes
+benchmarks/results/{suite}/replay.md and replay.json: which recorded runs, made by which version of
+each script, the replayed version reproduces to the last digit. The same code gives different
+trajectories on different CPUs, so a replay says something only on the machine class of the records
+(each row names both). Exit code 0 when every replayed run is identical, 1 otherwise, 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "benchmarks", "results")
+LEARNED = ("global_step", "episodes", "final_return_mean", "eval_return_mean", "eval_return_std", "train_curve",
+           "eval_curve")  # what must be identical; not wall_time_s, sps, commit, command
+
+
+def run_key(record: dict) -> tuple:
+    return record["algo"], record["env_id"], record["seed"], record["timesteps"], record.get("flags")
+
+
+def read_records(path: str) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def compare(recorded: list[dict], replayed: list[dict]) -> list[dict]:
+    """One row per replayed run that has a recorded counterpart: both versions and the fields that differ."""
+    by_key = {run_key(r): r for r in recorded}
+    rows = []
+    for new in sorted(replayed, key=lambda r: run_key(r)[:4]):
+        old = by_key.get(run_key(new))
+        if old is None:
+            continue
+        rows.append({
+            "algo": new["algo"], "env_id": new["env_id"], "seed": new["seed"], "timesteps": new["timesteps"],
+            "recorded": {k: old.get(k) for k in ("sha256", "commit", "machine")},
+            "replayed": {k: new.get(k) for k in ("sha256", "commit", "machine")},
+            "differs": [k for k in LEARNED if old.get(k) != new.get(k)],
+            "final_return_mean": new.get("final_return_mean"), "eval_return_mean": new.get("eval_return_mean"),
+        })
+    return rows
+
+
+def markdown(suite: str, rows: list[dict], command: str) -> str:
+    lines = [f"# Replay: {suite} suite", "",
+             f"- written {datetime.date.today().isoformat()} by `{command}`",
+             "- compared, to the last digit: " + ", ".join(f"`{k}`" for k in LEARNED),
+             f"- {sum(not r['differs'] for r in rows)} of {len(rows)} replayed runs identical to their records", "",
+             "| algo | env | seed | steps | recorded by (sha256, commit, machine) | replayed by (sha256, commit, machine) "
+             "| final return / eval | result |",
+             "| --- | --- | ---: | ---: | --- | --- | ---: | --- |"]
+    for r in rows:
+        old, new = r["recorded"], r["replayed"]
+        lines.append(f"| {r['algo']} | {r['env_id']} | {r['seed']} | {r['timesteps']:,} "
+                     f"| {old['sha256'][:12]}, {old['commit']}, {old['machine']} "
+                     f"| {new['sha256'][:12]}, {new['commit']}, {new['machine']} "
+                     f"| {r['final_return_mean']:.1f} / {r['eval_return_mean']:.1f} "
+                     f"| {'identical' if not r['differs'] else 'differs: ' + ', '.join(r['differs'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--suite", required=True, help="the suite whose records are compared (quick, mujoco)")
+    parser.add_argument("--replayed", required=True, help="runs.jsonl of the runs made again")
+    parser.add_argument("--recorded", help="runs.jsonl of the records (default: the suite's committed one)")
+    parser.add_argument("--results-dir", default=RESULTS, help="where replay.md and replay.json go, under {suite}/")
+    args = parser.parse_args(argv)
+    recorded_path = args.recorded or os.path.join(RESULTS, args.suite, "runs.jsonl")
+    for path in (recorded_path, args.replayed):
+        if not os.path.isfile(path):
+            print(f"error: no such records file: {path}", file=sys.stderr)
+            return 2
+    rows = compare(read_records(recorded_path), read_records(args.replayed))
+    if not rows:
+        print(f"error: no replayed run of {args.replayed} has a record in {recorded_path}", file=sys.stderr)
+        return 2
+    out = os.path.join(args.results_dir, args.suite)
+    os.makedirs(out, exist_ok=True)
+    command = "python benchmarks/replay.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    with open(os.path.join(out, "replay.json"), "w") as f:
+        json.dump({"date": datetime.date.today().isoformat(), "command": command, "runs": rows}, f, indent=1)
+    with open(os.path.join(out, "replay.md"), "w") as f:
+        f.write(markdown(args.suite, rows, command))
+    identical = sum(not r["differs"] for r in rows)
+    print(f"{identical} of {len(rows)} replayed runs identical to their records; {os.path.join(out, 'replay.md')}")
+    return 0 if identical == len(rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
