@@ -360,8 +360,11 @@ class Agent(nn.Module):
         statistics clipped somewhere in the batch is renormalized without the rewrite: there the old
         function was flat (e.g. a contact force that was 0 until now, whose std was ~1e-4), and
         preserving it would multiply that coordinate's weights by s_1 / s_0 (1e4 on Humanoid-v4).
-        The coordinates in `frozen` keep their mean and variance (and so their part of the function).
-        Returns the coordinates whose change the rewrite does not undo (the first batch: all)."""
+        The coordinates in `frozen` keep their mean and variance (and so their part of the function;
+        all of them: the batch is not counted either). Returns the coordinates whose change the
+        rewrite does not undo (the first batch: all)."""
+        if frozen is not None and bool(frozen.all()):
+            return frozen
         first_batch = bool(self.obs_rms.count < 1)
         mean0, var0, std0 = self.obs_rms.mean.clone(), self.obs_rms.var.clone(), self.obs_rms.std()
         unclipped = ((obs.to(mean0.dtype) - mean0).abs() <= self.clip_obs * std0).all(0)

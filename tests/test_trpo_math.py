@@ -12,6 +12,7 @@ import torch
 from torch.distributions import Categorical, Normal, kl_divergence
 
 import trpo
+from test_loops import assert_same
 
 SPACES = {"box": gym.spaces.Box(-1.0, 1.0, (2,)), "discrete": gym.spaces.Discrete(3)}
 
@@ -326,6 +327,33 @@ def test_statistics_update_leaves_a_coordinate_the_old_statistics_clipped_alone(
     torch.testing.assert_close(agent.actor[0].weight[:, 1], actor_w[:, 1])
     assert not torch.allclose(agent.actor[0].weight[:, 0], actor_w[:, 0])  # rewritten
     assert agent.actor[0].weight.abs().max() < 10 and agent.critic[0].weight.abs().max() < 10
+
+
+def test_frozen_coordinates_keep_their_statistics_and_the_policy_keeps_its_outputs():
+    """The fallback of a statistics update that alone leaves the trust region: the coordinates the
+    rewrite leaves out (returned by the first try) keep their mean and variance, the others are
+    updated and rewritten, and the outputs on the batch are the acting policy's; with every
+    coordinate frozen nothing changes, the sample count included."""
+    agent, _ = tiny_agent("box")
+    agent.norm_obs = True
+    data = 3.0 + 2.0 * torch.randn(500, 3, dtype=torch.float64)
+    data[:, 1] = 0.5  # constant so far
+    agent.obs_rms.update(data)
+    acting = copy.deepcopy(agent.state_dict())
+    batch = 3.0 + 2.0 * torch.randn(300, 3, dtype=torch.float64)  # coordinate 1 now varies
+    before = torch_dist(agent, batch)
+    not_rewritten = agent.update_obs_stats(batch)
+    assert not_rewritten.tolist() == [False, True, False]
+    assert kl_divergence(before, torch_dist(agent, batch)).mean() > 1e-3  # the left-out coordinate moved pi
+    agent.load_state_dict(acting)
+    agent.update_obs_stats(batch, frozen=not_rewritten)
+    assert agent.obs_rms.mean[1] == acting["obs_rms.mean"][1] and agent.obs_rms.var[1] == acting["obs_rms.var"][1]
+    assert (agent.obs_rms.mean[[0, 2]] != acting["obs_rms.mean"][[0, 2]]).all()
+    assert agent.obs_rms.count == acting["obs_rms.count"] + 300
+    assert kl_divergence(before, torch_dist(agent, batch)).max() < 1e-12
+    agent.load_state_dict(acting)
+    agent.update_obs_stats(batch, frozen=torch.ones(3, dtype=torch.bool))
+    assert_same(acting, agent.state_dict(), "all frozen")
 
 
 @pytest.mark.parametrize("env_id", ["DriftingObs-v0", "ContactObs-v0"])
