@@ -562,7 +562,7 @@ def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
                 env_action = np.clip(env_action, action_space.low, action_space.high)  # sampled unclipped, stored unclipped
             next_obs, reward, terminated, truncated, info = envs.step(env_action)
             rewards[step], terminations[step], dones[step] = reward, terminated, terminated | truncated
-            run.track_episodes(global_step, next_obs, reward, dones[step])
+            run.track_episodes(global_step, next_obs, reward, dones[step], info)
 
             # Truncated, not terminated: bootstrap with V(final observation), not V(next episode's start).
             cut = truncated & ~terminated
@@ -915,13 +915,15 @@ def read_run_config(run_dir: str) -> dict:
     return config
 
 
-def finished(run_dir: str) -> bool:
-    """The run has its summary.json from a session that was not stopped: training and evaluation are done."""
+def finished(run_dir: str, global_step: int) -> bool:
+    """The run's summary.json is of a session that ended at `global_step` without being stopped:
+    training and the final evaluation are done (not an earlier summary of a run trained further)."""
     try:
         with open(os.path.join(run_dir, "summary.json")) as f:
-            return not json.load(f).get("interrupted")
+            summary = json.load(f)
     except (OSError, ValueError):
         return False
+    return not summary.get("interrupted") and summary.get("global_step") == global_step
 
 
 def args_from(saved: dict, keys=None) -> dict:
@@ -1151,7 +1153,8 @@ class Run:
             self.restore(read_checkpoint(os.path.join(self.run_dir, "model.pt"), "--resume"),
                          config["args"], everything=True)
             # a run stopped or killed at its target, before its final evaluation, resumes to evaluate
-            if self.global_step >= self.target_steps and finished(self.run_dir):
+            if self.global_step > self.target_steps or (self.global_step == self.target_steps
+                                                        and finished(self.run_dir, self.global_step)):
                 raise ConfigError(f"--resume {self.run_dir}: the run already has {self.global_step} steps; "
                                   "give a larger --total-timesteps to train on")
             if previous.get("sha256") != config["sha256"]:
@@ -1275,10 +1278,13 @@ class Run:
         """A stop was requested: the loop should end at its next safe point."""
         return self.stop.requested
 
-    def track_episodes(self, global_step: int, obs: np.ndarray, rewards: np.ndarray, dones: np.ndarray) -> None:
+    def track_episodes(self, global_step: int, obs: np.ndarray, rewards: np.ndarray, dones: np.ndarray,
+                       info: dict) -> None:
         """Add one vector step's raw rewards to each env's episode; note the episodes that ended. A
-        non-finite observation or reward stops the run as of its last update, before any network sees it."""
-        if not (np.isfinite(obs).all() and np.isfinite(rewards).all()):
+        non-finite observation (the final one of an episode that ended included) or reward stops the
+        run as of its last update, before any network sees it."""
+        final_obs = info["final_obs"][dones] if dones.any() else []
+        if not (np.isfinite(obs).all() and np.isfinite(rewards).all() and all(np.isfinite(o).all() for o in final_obs)):
             self.fail(f"the environment returned a non-finite observation or reward at global step {global_step}")
         self.episode_return += rewards
         self.episode_length += 1

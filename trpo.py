@@ -52,8 +52,9 @@ the policy collapsed from a return of 1000 to under 150. Two things close that g
    c. When that part alone exceeds delta (only where (a) is not exact) and the line search accepts no
       step, theta_0 under the new statistics would be outside the region: the coordinates left out
       of the rewrite then keep their old mean and variance for this batch (`trpo/statistics_frozen`
-      counts them; all of them if that is not enough), and the step is taken again. They can catch
-      up later: the sample count grows, so each later batch moves them less.
+      counts them; all of them if that is not enough), and the step is taken again. They stay where
+      they are for as long as moving them would leave the region (the sample count, one for all
+      coordinates, still grows, so a later merge moves them less than the batch alone would).
 (b) alone, without (a), also keeps InvertedPendulum-v4 at 1000, but the statistics update then
 spends part of each update's delta (up to 0.32 delta there), more where the statistics move fast,
 and all of it once they move the policy by delta, when no step can be accepted; and the critic, which
@@ -751,7 +752,7 @@ def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
                 env_action = np.clip(env_action, action_space.low, action_space.high)  # sampled unclipped, stored unclipped
             next_obs, reward, terminated, truncated, info = envs.step(env_action)
             rewards[step], terminations[step], dones[step] = reward, terminated, terminated | truncated
-            run.track_episodes(global_step, next_obs, reward, dones[step])
+            run.track_episodes(global_step, next_obs, reward, dones[step], info)
 
             # Truncated, not terminated: bootstrap with V(final observation), not V(next episode's start).
             cut = truncated & ~terminated
@@ -1117,13 +1118,15 @@ def read_run_config(run_dir: str) -> dict:
     return config
 
 
-def finished(run_dir: str) -> bool:
-    """The run has its summary.json from a session that was not stopped: training and evaluation are done."""
+def finished(run_dir: str, global_step: int) -> bool:
+    """The run's summary.json is of a session that ended at `global_step` without being stopped:
+    training and the final evaluation are done (not an earlier summary of a run trained further)."""
     try:
         with open(os.path.join(run_dir, "summary.json")) as f:
-            return not json.load(f).get("interrupted")
+            summary = json.load(f)
     except (OSError, ValueError):
         return False
+    return not summary.get("interrupted") and summary.get("global_step") == global_step
 
 
 def args_from(saved: dict, keys=None) -> dict:
@@ -1353,7 +1356,8 @@ class Run:
             self.restore(read_checkpoint(os.path.join(self.run_dir, "model.pt"), "--resume"),
                          config["args"], everything=True)
             # a run stopped or killed at its target, before its final evaluation, resumes to evaluate
-            if self.global_step >= self.target_steps and finished(self.run_dir):
+            if self.global_step > self.target_steps or (self.global_step == self.target_steps
+                                                        and finished(self.run_dir, self.global_step)):
                 raise ConfigError(f"--resume {self.run_dir}: the run already has {self.global_step} steps; "
                                   "give a larger --total-timesteps to train on")
             if previous.get("sha256") != config["sha256"]:
@@ -1477,10 +1481,13 @@ class Run:
         """A stop was requested: the loop should end at its next safe point."""
         return self.stop.requested
 
-    def track_episodes(self, global_step: int, obs: np.ndarray, rewards: np.ndarray, dones: np.ndarray) -> None:
+    def track_episodes(self, global_step: int, obs: np.ndarray, rewards: np.ndarray, dones: np.ndarray,
+                       info: dict) -> None:
         """Add one vector step's raw rewards to each env's episode; note the episodes that ended. A
-        non-finite observation or reward stops the run as of its last update, before any network sees it."""
-        if not (np.isfinite(obs).all() and np.isfinite(rewards).all()):
+        non-finite observation (the final one of an episode that ended included) or reward stops the
+        run as of its last update, before any network sees it."""
+        final_obs = info["final_obs"][dones] if dones.any() else []
+        if not (np.isfinite(obs).all() and np.isfinite(rewards).all() and all(np.isfinite(o).all() for o in final_obs)):
             self.fail(f"the environment returned a non-finite observation or reward at global step {global_step}")
         self.episode_return += rewards
         self.episode_length += 1

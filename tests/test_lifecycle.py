@@ -155,24 +155,26 @@ def test_resume_restores_every_piece_of_state(tmp_path, monkeypatch, name):
 
 
 @pytest.mark.parametrize("script", SCRIPT_NAMES)
-@pytest.mark.parametrize("env, trigger", [("SelfSignal-v0", "NAN_REWARD_AT"),
-                                          ("SelfSignal-v0", "NONFINITE_OBS_AT"),  # inf; Box: normalized
-                                          ("DiscreteSelfSignal-v0", "NONFINITE_OBS_AT")])  # NaN
+@pytest.mark.parametrize("env, trigger, at", [("SelfSignal-v0", "NAN_REWARD_AT", 302),
+                                              # inf (Box: normalized), the final observation of a truncated episode
+                                              ("SelfSignal-v0", "NONFINITE_OBS_AT", 300),
+                                              ("DiscreteSelfSignal-v0", "NONFINITE_OBS_AT", 302)])  # NaN
 def test_non_finite_env_output_saves_the_run_as_of_its_last_update_and_resume_continues_it(run, tmp_path, script,
-                                                                                            env, trigger):
-    # env step 302 (both envs counted; not an episode's last) returns the non-finite value: in the third rollout
+                                                                                            env, trigger, at):
+    # env step `at` (both envs counted) returns the non-finite value, in the third rollout; step 300
+    # ends the second env's 6th episode by its time limit (a final observation, seen only by the critic)
     args = ["--env-id", f"helper_envs:{env}", "--total-timesteps", "512", "--eval-episodes", "0",
             "--checkpoint-every", "0", *SMALL[script], "--no-cuda"]
-    proc = run(script, *args, env_extra={**HELPER_ENVS, trigger: "302"})
+    proc = run(script, *args, env_extra={**HELPER_ENVS, trigger: str(at)})
     (run_dir,) = run_dirs(tmp_path / "runs")
-    assert_one_line_error(proc, 1, "the environment returned a non-finite observation or reward at global step 302")
+    assert_one_line_error(proc, 1, f"the environment returned a non-finite observation or reward at global step {at}")
     assert f"{run_dir}/model.pt holds the run as of step {2 * BATCH}" in proc.stderr
     checkpoint = torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)
     assert checkpoint["progress"]["update"] == 2
     assert all(torch.isfinite(t).all() for t in checkpoint["agent"].values())  # the statistics too
     assert max(r["global_step"] for r in read_metrics(run_dir)) == 2 * BATCH  # nothing of the unfinished update
     # a new process counts its env steps from 0: the remaining 256 steps meet no non-finite value
-    assert_ok(run(script, "--resume", run_dir, env_extra={**HELPER_ENVS, trigger: "302"}))
+    assert_ok(run(script, "--resume", run_dir, env_extra={**HELPER_ENVS, trigger: str(at)}))
     assert read_summary(run_dir)["global_step"] == 512
 
 
@@ -307,6 +309,16 @@ def test_a_run_stopped_in_its_last_update_resumes_to_its_final_evaluation(tmp_pa
     assert len(update_records(read_metrics(run_dir))) == 1  # evaluated, not trained further
     with pytest.raises(m.ConfigError, match="the run already has 64 steps"):
         m.main(m.parse_args(["--resume", run_dir]))
+    # trained further, to 128, and stopped in its last update again: the summary of 64 steps is not its end
+    stop.signum = None  # the spy requests the stop again at the next update's first estimate
+    summary = m.main(m.parse_args(["--resume", run_dir, "--total-timesteps", "128"]), stop)
+    assert summary["interrupted"] is True and summary["global_step"] == 128
+    with open(os.path.join(run_dir, "summary.json"), "w") as f:
+        json.dump({"global_step": 64, "interrupted": False}, f)  # as if killed before the new summary
+    with pytest.raises(m.ConfigError, match="the run already has 128 steps"):  # not with a smaller target
+        m.main(m.parse_args(["--resume", run_dir, "--total-timesteps", "64"]))
+    summary = m.main(m.parse_args(["--resume", run_dir, "--total-timesteps", "128"]))
+    assert summary["interrupted"] is False and summary["global_step"] == 128 and "eval_return_mean" in summary
 
 
 @pytest.mark.parametrize("name", SCRIPTS)

@@ -325,12 +325,13 @@ def test_validate_args_accepts_the_defaults(script):
 
 
 @pytest.mark.parametrize("script", SCRIPT_NAMES)
-@pytest.mark.parametrize("env, message", [("NaNReward-v0", "the environment returned a non-finite observation or reward"),
-                                          ("OverflowReward-v0", "non-finite")])  # finite rewards, overflowing returns
-def test_non_finite_data_or_loss_stops_training_with_a_clear_message(run, script, env, message):
+@pytest.mark.parametrize("env", ["NaNReward-v0", "OverflowReward-v0"])  # the latter: finite rewards, overflowing returns
+def test_non_finite_data_or_loss_stops_training_with_a_clear_message(run, script, env):
     proc = run(script, "--env-id", f"helper_envs:{env}", "--total-timesteps", "512", "--norm-reward", "False",
                *tiny(script), env_extra=HELPER_ENVS)
-    assert_one_line_error(proc, 1, message)
+    loss = "non-finite surrogate objective" if script == "trpo.py" else "non-finite loss, weights, statistics or outputs"
+    assert_one_line_error(proc, 1, "the environment returned a non-finite observation or reward"
+                          if env == "NaNReward-v0" else loss)
 
 
 @pytest.mark.parametrize("script", SCRIPT_NAMES)
