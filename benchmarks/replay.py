@@ -2,10 +2,12 @@
 
     python benchmarks/run.py --suite mujoco --algos trpo --seeds 1 --runs-dir /tmp/replay/runs --results-dir /tmp/replay/results
     python benchmarks/replay.py --suite mujoco --replayed /tmp/replay/results/mujoco/runs.jsonl
+    python benchmarks/replay.py --suite quick --recorded-at c70920b --replayed benchmarks/results/quick/runs.jsonl
 
 run.py, pointed at an empty results directory, runs the chosen (algo, env, seed) again with the
 current scripts. This script compares each of those records with the record of the same run in
-`--recorded` (by default the suite's committed runs.jsonl) on everything the run learned and
+`--recorded` (by default the suite's committed runs.jsonl; `--recorded-at COMMIT`: as it was at
+that commit, for a suite run again in place) on everything the run learned and
 measured apart from time: the steps, the episodes, the final training return, the final evaluation's
 mean and std, the binned training curve and the evaluation curve. It writes
 benchmarks/results/{suite}/replay.md and replay.json: which recorded runs, made by which version of
@@ -20,6 +22,7 @@ import argparse
 import datetime
 import json
 import os
+import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,7 +37,11 @@ def run_key(record: dict) -> tuple:
 
 def read_records(path: str) -> list[dict]:
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        return parse(f.read())
+
+
+def parse(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def compare(recorded: list[dict], replayed: list[dict]) -> list[dict]:
@@ -78,14 +85,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suite", required=True, help="the suite whose records are compared (quick, mujoco)")
     parser.add_argument("--replayed", required=True, help="runs.jsonl of the runs made again")
     parser.add_argument("--recorded", help="runs.jsonl of the records (default: the suite's committed one)")
+    parser.add_argument("--recorded-at", help="a git commit: the suite's runs.jsonl as it was there")
     parser.add_argument("--results-dir", default=RESULTS, help="where replay.md and replay.json go, under {suite}/")
     args = parser.parse_args(argv)
     recorded_path = args.recorded or os.path.join(RESULTS, args.suite, "runs.jsonl")
-    for path in (recorded_path, args.replayed):
+    for path in ([] if args.recorded_at else [recorded_path]) + [args.replayed]:
         if not os.path.isfile(path):
             print(f"error: no such records file: {path}", file=sys.stderr)
             return 2
-    rows = compare(read_records(recorded_path), read_records(args.replayed))
+    if args.recorded_at:
+        recorded_path = f"{args.recorded_at}:benchmarks/results/{args.suite}/runs.jsonl"
+        proc = subprocess.run(["git", "-C", ROOT, "show", recorded_path], capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(f"error: --recorded-at: git show {recorded_path}: {proc.stderr.strip()}", file=sys.stderr)
+            return 2
+        recorded = parse(proc.stdout)
+    else:
+        recorded = read_records(recorded_path)
+    rows = compare(recorded, read_records(args.replayed))
     if not rows:
         print(f"error: no replayed run of {args.replayed} has a record in {recorded_path}", file=sys.stderr)
         return 2

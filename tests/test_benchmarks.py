@@ -582,6 +582,16 @@ def test_replay_compares_what_the_runs_learned_and_says_which_differ(tmp_path, c
     assert replay.main([*args, "--replayed", str(tmp_path / "missing.jsonl")]) == 2
     assert replay.main([*args, "--replayed", write("none.jsonl", [record(3, 30.0)])]) == 2  # nothing to compare
     assert capsys.readouterr().err.count("error:") == 2
+    # the records as a commit holds them: the committed quick suite against itself
+    committed = os.path.join(ROOT, "benchmarks", "results", "quick", "runs.jsonl")
+    if subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True).returncode == 0:
+        assert replay.main(["--suite", "quick", "--recorded-at", "HEAD", "--replayed", committed,
+                            "--results-dir", str(tmp_path / "head")]) == 0
+        with open(committed) as f:
+            n = sum(1 for line in f if line.strip())
+        assert f"{n} of {n} replayed runs identical" in capsys.readouterr().out
+    assert replay.main(["--suite", "quick", "--recorded-at", "no-such-commit", "--replayed", committed,
+                        "--results-dir", str(tmp_path / "bad")]) == 2
 
 
 def test_readme_says_what_a_replay_showed_of_records_made_by_another_version(tmp_path, monkeypatch):
