@@ -9,7 +9,8 @@ current scripts. This script compares each of those records with the record of t
 `--recorded` (by default the suite's committed runs.jsonl; `--recorded-at COMMIT`: as it was at
 that commit, for a suite run again in place) on everything the run learned and
 measured apart from time: the steps, the episodes, the final training return, the final evaluation's
-mean and std, the binned training curve and the evaluation curve. It writes
+mean and std, the binned training curve and the evaluation curve (keep the replayed records beside
+the report, as benchmarks/results/mujoco/replay_runs.jsonl is, so that the replay can be checked). It writes
 benchmarks/results/{suite}/replay.md and replay.json: which recorded runs, made by which version of
 each script, the replayed version reproduces to the last digit. The same code gives different
 trajectories on different CPUs, so a replay says something only on the machine class of the records
