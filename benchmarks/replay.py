@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import json
 import os
 import subprocess
@@ -28,20 +29,20 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
+_spec = importlib.util.spec_from_file_location("bench_run", os.path.join(ROOT, "benchmarks", "run.py"))
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
 LEARNED = ("global_step", "episodes", "final_return_mean", "eval_return_mean", "eval_return_std", "train_curve",
            "eval_curve")  # what must be identical; not wall_time_s, sps, commit, command
 
 
 def run_key(record: dict) -> tuple:
-    return record["algo"], record["env_id"], record["seed"], record["timesteps"], record.get("flags")
-
-
-def read_records(path: str) -> list[dict]:
-    with open(path) as f:
-        return parse(f.read())
+    """run.py's record key, and a variant's flags: a variant's run is not the defaults' run."""
+    return (*bench.record_key(record), record.get("flags"))
 
 
 def parse(text: str) -> list[dict]:
+    """Records from the text of a runs.jsonl (as `git show` prints it)."""
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
@@ -49,7 +50,7 @@ def compare(recorded: list[dict], replayed: list[dict]) -> list[dict]:
     """One row per replayed run that has a recorded counterpart: both versions and the fields that differ."""
     by_key = {run_key(r): r for r in recorded}
     rows = []
-    for new in sorted(replayed, key=lambda r: run_key(r)[:4]):
+    for new in sorted(replayed, key=bench.record_key):
         old = by_key.get(run_key(new))
         if old is None:
             continue
@@ -102,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         recorded = parse(proc.stdout)
     else:
-        recorded = read_records(recorded_path)
-    rows = compare(recorded, read_records(args.replayed))
+        recorded = bench.read_records(recorded_path)
+    rows = compare(recorded, bench.read_records(args.replayed))
     if not rows:
         print(f"error: no replayed run of {args.replayed} has a record in {recorded_path}", file=sys.stderr)
         return 2
