@@ -75,6 +75,7 @@ import time
 import warnings
 from collections import deque
 from dataclasses import asdict, dataclass, fields, replace
+from functools import partial
 from typing import Callable, NamedTuple, Optional
 
 import gymnasium as gym
@@ -102,7 +103,7 @@ class Args:
     cuda: bool = True
     """use CUDA when it is available (the start line names the device used)"""
     compile: bool = False
-    """torch.compile the update's minibatch loss (forward and backward); see the README for when it pays"""
+    """torch.compile each minibatch step as one function (loss, gradient, clipping, Adam); see the README for when it pays"""
     cudagraphs: bool = False
     """with --compile on CUDA, also capture the compiled step in CUDA graphs (torch.compile's "reduce-overhead")"""
     torch_threads: int = 1
@@ -502,6 +503,28 @@ class FlatGrad:
         return norm
 
 
+def minibatch_step(agent: Agent, optimizer: torch.optim.Adam, grad: FlatGrad, x: torch.Tensor, actions: torch.Tensor,
+                   logprobs0: torch.Tensor, advantages: torch.Tensor, returns: torch.Tensor, values0: torch.Tensor,
+                   args: Args, clip_vloss: bool) -> tuple[tuple, bool]:
+    """One gradient step on a minibatch: L = `ppo_loss`, backward into the flat gradient, global
+    gradient-norm clipping, Adam. Returns ppo_loss's outputs (L, L_CLIP, L_V, log r) and whether the
+    step was taken: not when --target-kl is set and the minibatch has already left the trust region
+    (then nothing changes). With --compile, `CompiledStep` takes the same step."""
+    loss, _, _, _ = outputs = ppo_loss(agent, x, actions, logprobs0, advantages, returns, values0, args, clip_vloss)
+    if args.target_kl is not None and kl_exceeded(outputs, args.target_kl).item():
+        return tuple(t.detach() for t in outputs), False
+    grad.zero_()
+    loss.backward()  # into the flat buffer that every parameter's .grad is a view of
+    grad.clip_norm_(args.max_grad_norm)
+    optimizer.step()
+    return tuple(t.detach() for t in outputs), True
+
+
+def kl_exceeded(outputs: tuple, target_kl: float) -> torch.Tensor:
+    """--target-kl: the minibatch's approximate KL(pi_0 || pi_1), from ppo_loss's log r, exceeds it."""
+    return approx_kl(outputs[3].detach()) > target_kl
+
+
 # ---------------------------------------------------------------------------------------------
 # Training: the loop of the module docstring
 # ---------------------------------------------------------------------------------------------
@@ -517,7 +540,10 @@ def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
     optimizer = torch.optim.Adam(parameters, lr=args.learning_rate, eps=1e-5, fused=True)
     reward_rms = RunningMeanStd(())
     grad = FlatGrad(parameters)  # every parameter's .grad is a view into one flat buffer
-    loss_fn = compiled(ppo_loss, args)  # ppo_loss itself unless --compile
+    # one minibatch step (ppo_loss, backward, clipping, Adam); --compile: the same step as one compiled function
+    train_step = (CompiledStep(ppo_loss, agent, optimizer, args, args.max_grad_norm,
+                               skip=None if args.target_kl is None else partial(kl_exceeded, target_kl=args.target_kl))
+                  if args.compile else partial(minibatch_step, agent, optimizer, grad))
 
     N, T = args.num_envs, args.num_steps
     batch_size, minibatch_size = N * T, N * T // args.num_minibatches
@@ -614,18 +640,14 @@ def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
                 if run.stopping:
                     end_update = True  # a safe point: the update ends here, is logged and saved
                     break
-                loss, pg_loss, v_loss, logratio = loss_fn(agent, e_obs[mb], e_actions[mb], e_logprobs[mb],
-                                                          e_advantages[mb], e_returns[mb], e_values[mb], args, clip_vloss)
-                if args.target_kl is not None and approx_kl(logratio.detach()).item() > args.target_kl:
-                    end_update = True  # this minibatch has already left the trust region: no step on it
-                    break
+                (loss, pg_loss, v_loss, _), taken = train_step(e_obs[mb], e_actions[mb], e_logprobs[mb], e_advantages[mb],
+                                                               e_returns[mb], e_values[mb], args, clip_vloss)
                 guard.watch(loss)  # a device flag, read once after the update: no sync per minibatch
-                grad.zero_()
-                loss.backward()  # into the flat buffer that every parameter's .grad is a view of
-                grad.clip_norm_(args.max_grad_norm)
-                optimizer.step()
-                policy_losses.append(pg_loss.detach())
-                value_losses.append(v_loss.detach())
+                if not taken:
+                    end_update = True  # this minibatch had already left the trust region: no step on it
+                    break
+                policy_losses.append(pg_loss)
+                value_losses.append(v_loss)
             if end_update:
                 break
         guard.check(update, global_step, b_obs)
@@ -1081,12 +1103,95 @@ def replayed_safely(graph_fn: Callable) -> Callable:
     (torch.compiler.cudagraph_mark_step_begin, also after a call whose backward never ran) and returns
     copies, since the next replay overwrites the graph's own output memory (losses kept for logging)."""
 
+    def copy(out):
+        return tuple(copy(t) for t in out) if isinstance(out, tuple) else out.clone()
+
     def call(*fn_args, **fn_kwargs):
         torch.compiler.cudagraph_mark_step_begin()
-        out = graph_fn(*fn_args, **fn_kwargs)
-        return tuple(t.clone() for t in out) if isinstance(out, tuple) else out.clone()
+        return copy(graph_fn(*fn_args, **fn_kwargs))
 
     return call
+
+
+class CompiledStep:
+    """--compile: one gradient step, `loss_fn(module, *loss_args)`, backward, optional global
+    gradient-norm clipping and torch.optim.Adam's step, as one torch.compile'd function. On a CPU, the
+    autograd engine and the optimizer's Python loop between these parts cost more than the arithmetic
+    of 64-64 networks; here there is neither: the same `loss_fn` is evaluated at the module's
+    parameters by torch.func.functional_call, differentiated by torch.func.grad, and Adam's update is
+    written out (`adam_update_`) on the optimizer's own state tensors, so the checkpoint, --resume and
+    the plain path see one optimizer. Called like the plain step: returns loss_fn's outputs and whether
+    the step was taken (`skip(outputs)` true: nothing changes). Equal to the plain step within float
+    tolerance (tested)."""
+
+    def __init__(self, loss_fn: Callable, module: nn.Module, optimizer: torch.optim.Adam, args: Args,
+                 max_grad_norm: Optional[float] = None, skip: Optional[Callable] = None):
+        self.optimizer, self.params, self.skip = optimizer, list(module.parameters()), skip
+        self.bound = BoundLoss(loss_fn, module)
+        self.names = [name for name, _ in self.bound.named_parameters()]
+        self.lr = torch.zeros((), device=self.params[0].device)
+        self.static = args.cudagraphs
+
+        def functional_step(params, adam, loss_args):
+            def loss_at(ps):
+                return torch.func.functional_call(self.bound, dict(zip(self.names, ps)), loss_args)
+
+            grads, outputs = torch.func.grad(loss_at, has_aux=True)(params)
+            if max_grad_norm is not None:  # g <- g * min(1, max_norm / (||g|| + 1e-6)), as clip_grad_norm_
+                norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+                grads = [g * (max_grad_norm / (norm + 1e-6)).clamp(max=1.0) for g in grads]
+            taken = None if skip is None else ~skip(outputs)
+            adam_update_(params, grads, *adam, taken=taken)
+            return outputs, (torch.ones((), dtype=torch.bool, device=self.lr.device) if taken is None else taken)
+
+        functional_step.__name__ = f"{loss_fn.__name__} step"
+        self.step_fn = compiled(functional_step, args)
+
+    def __call__(self, *loss_args) -> tuple:
+        state, group = self.optimizer.state, self.optimizer.param_groups[0]
+        if not state:  # as torch.optim.Adam(fused=True) makes it at its first step
+            for p in self.params:
+                state[p] = {"step": torch.zeros((), dtype=torch.float32, device=p.device),
+                            "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
+        self.lr.fill_(group["lr"])
+        adam = ([state[p]["exp_avg"] for p in self.params], [state[p]["exp_avg_sq"] for p in self.params],
+                [state[p]["step"] for p in self.params], self.lr, *group["betas"], group["eps"])
+        if self.static:  # CUDA graphs: updated in place at fixed addresses, no copies into and out of the graph
+            for t in (*self.params, *adam[0], *adam[1], *adam[2], self.lr):
+                torch._dynamo.mark_static_address(t)
+        with torch.no_grad():  # torch.func.grad differentiates inside; the update itself is not differentiated
+            outputs, taken = self.step_fn(self.params, adam, loss_args)
+        return outputs, (True if self.skip is None else bool(taken))
+
+
+class BoundLoss(nn.Module):
+    """`loss_fn(module, *loss_args)` as a module's forward, for torch.func: returns (loss, outputs),
+    loss the first of loss_fn's outputs (or its only one)."""
+
+    def __init__(self, loss_fn: Callable, module: nn.Module):
+        super().__init__()
+        self.loss_fn, self.module = loss_fn, module
+
+    def forward(self, *loss_args):
+        outputs = self.loss_fn(self.module, *loss_args)
+        return (outputs[0] if isinstance(outputs, tuple) else outputs), outputs
+
+
+def adam_update_(params: list[torch.Tensor], grads: list[torch.Tensor], exp_avgs: list[torch.Tensor],
+                 exp_avg_sqs: list[torch.Tensor], steps: list[torch.Tensor], lr: torch.Tensor, beta1: float,
+                 beta2: float, eps: float, taken: Optional[torch.Tensor] = None) -> None:
+    """torch.optim.Adam's step (no weight decay, no amsgrad), in place on the parameters and its state:
+    m <- beta1 m + (1 - beta1) g,  v <- beta2 v + (1 - beta2) g^2,  t <- t + 1,
+    theta <- theta - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps). Where `taken` is
+    False, nothing changes."""
+    for p, g, m, v, t in zip(params, grads, exp_avgs, exp_avg_sqs, steps):
+        t1 = t + 1
+        m1 = m.lerp(g, 1.0 - beta1)
+        v1 = v * beta2 + (1.0 - beta2) * g * g
+        p1 = p - lr / (1.0 - beta1 ** t1) * m1 / (v1.sqrt() / (1.0 - beta2 ** t1).sqrt() + eps)
+        if taken is not None:
+            p1, m1, v1, t1 = (torch.where(taken, new, old) for new, old in ((p1, p), (m1, m), (v1, v), (t1, t)))
+        p.copy_(p1), m.copy_(m1), v.copy_(v1), t.copy_(t1)
 
 
 class StopRequest:

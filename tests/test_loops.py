@@ -710,7 +710,7 @@ def assert_same_metrics(plain, fast):
 
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_compile_learns_like_the_plain_path(tmp_path, capsys, name):
-    """--compile (torch.compile of the minibatch loss, on the CPU here) gives the plain path's
+    """--compile (each minibatch step as one torch.compile'd function, on the CPU here) gives the plain path's
     metrics within float tolerance over two updates (rounding differences then grow, as between
     two CPUs)."""
     _, plain = run_main(name, tmp_path / "plain", env_id="Pendulum-v1", total_timesteps=128)
@@ -718,7 +718,7 @@ def test_compile_learns_like_the_plain_path(tmp_path, capsys, name):
     _, fast = run_main(name, tmp_path / "compiled", env_id="Pendulum-v1", total_timesteps=128, compile=True)
     out, err = capsys.readouterr()  # compiled indeed: no fallback to the plain function
     loss = {"ppo": "ppo_loss", "trpo": "critic_loss", "reinforce": "critic_loss"}[name]
-    assert f"--compile: {loss} compiled in" in out and "could not be compiled" not in err
+    assert f"--compile: {loss} step compiled in" in out and "could not be compiled" not in err
     assert_same_metrics(plain, fast)
 
 
@@ -766,14 +766,13 @@ def test_cuda_graph_outputs_outlive_the_next_replay(monkeypatch, name):
     monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: steps.append(1))
     static = torch.zeros(2)
 
-    def graph(x):  # outputs that alias the graph's static memory, as a replay's do
+    def graph(x):  # outputs that alias the graph's static memory, as a replay's do (nested, as CompiledStep's)
         static.copy_(x)
-        return static[0], static[1]
+        return (static[0],), static[1]
 
     call = MODULES[name].replayed_safely(graph)
-    first = call(torch.tensor([1.0, 2.0]))
-    second = call(torch.tensor([3.0, 4.0]))
-    assert [t.item() for t in first] == [1.0, 2.0] and [t.item() for t in second] == [3.0, 4.0]
+    (first, first_flag), (second, second_flag) = call(torch.tensor([1.0, 2.0])), call(torch.tensor([3.0, 4.0]))
+    assert [first[0].item(), first_flag.item()] == [1.0, 2.0] and [second[0].item(), second_flag.item()] == [3.0, 4.0]
     assert len(steps) == 2
     single = MODULES[name].replayed_safely(lambda x: static.copy_(x))
     kept = single(torch.tensor([5.0, 6.0]))

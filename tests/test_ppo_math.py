@@ -1,6 +1,7 @@
 """ppo.py's own math against slow, obviously-correct references (what several scripts define is\ntested for each of them in test_shared_math.py)."""
 
 import copy
+import functools
 import math
 
 import gymnasium as gym
@@ -145,3 +146,38 @@ def test_flat_grad_cannot_be_silently_detached(misuse):
     assert expected_norm > 1e-2  # the clip binds
     for p, q in zip(agent.parameters(), reference.parameters()):
         torch.testing.assert_close(p.grad, q.grad)
+
+@pytest.mark.parametrize("case", ["gaussian", "categorical", "target_kl"])
+def test_compiled_step_is_the_plain_minibatch_step(case):
+    """CompiledStep (here uncompiled: the same function torch.compile gets) equals minibatch_step:
+    same losses, weights and Adam state over several minibatches, with the gradient clip binding,
+    and with --target-kl the same steps skipped (a skipped step changes nothing)."""
+    torch.manual_seed(0)
+    space = gym.spaces.Discrete(3) if case == "categorical" else gym.spaces.Box(-1, 1, (2,), np.float32)
+    args = ppo.Args(compile=False, max_grad_norm=0.05, target_kl=1e-5 if case == "target_kl" else None)
+    agent = ppo.Agent(4, space, (8, 8), True, 10.0)
+    agent.obs_rms.update(torch.randn(32, 4) * 3 + 1)
+    twin = copy.deepcopy(agent)
+    opt = torch.optim.Adam(agent.parameters(), lr=3e-3, eps=1e-5, fused=True)
+    twin_opt = torch.optim.Adam(twin.parameters(), lr=3e-3, eps=1e-5, fused=True)
+    plain = functools.partial(ppo.minibatch_step, agent, opt, ppo.FlatGrad(list(agent.parameters())))
+    skip = None if args.target_kl is None else functools.partial(ppo.kl_exceeded, target_kl=args.target_kl)
+    fused = ppo.CompiledStep(ppo.ppo_loss, twin, twin_opt, args, args.max_grad_norm, skip=skip)
+    x = agent.normalize(torch.randn(16, 4))
+    with torch.no_grad():
+        actions = agent.sample(x)
+        logprobs = agent.log_prob_entropy(x, actions)[0]
+    taken_steps = []
+    for k in range(8):
+        batch = (x, actions, logprobs, torch.randn(16), torch.randn(16), torch.randn(16), args, True)
+        outputs, taken = plain(*batch)
+        twin_outputs, twin_taken = fused(*batch)
+        for a, b in zip(twin_outputs, outputs):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        assert twin_taken == taken
+        taken_steps.append(taken)
+    assert len(set(taken_steps)) == (2 if case == "target_kl" else 1)  # steps taken, and with --target-kl some not
+    for p, q in zip(agent.parameters(), twin.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            torch.testing.assert_close(twin_opt.state[q][key], opt.state[p][key], rtol=1e-5, atol=1e-8)

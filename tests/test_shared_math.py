@@ -4,6 +4,7 @@ The scripts share no code by design, so a function that is defined in two files 
 every test below runs once per module that defines it, and `test_the_table_names_every_copy`
 keeps DEFINED_IN true, so a copy added or renamed in one script cannot go untested."""
 
+import copy
 import importlib
 import math
 
@@ -30,6 +31,8 @@ DEFINED_IN = {
     "categorical_entropy": SCRIPTS,
     "gaussian_kl": SCRIPTS,
     "categorical_kl": SCRIPTS,
+    "adam_update_": SCRIPTS,
+    "critic_step": ["trpo", "reinforce"],
 }
 
 
@@ -220,3 +223,62 @@ def test_gaussian_and_categorical_kl_match_torch_distributions(m, batch):
     l0, l1 = torch.randn(*batch, 4), torch.randn(*batch, 4)
     torch.testing.assert_close(m.categorical_kl(l0, l1), kl_divergence(Categorical(logits=l0), Categorical(logits=l1)))
     assert m.gaussian_kl(m0, s0, m0, s0).abs().max() < 1e-6
+
+
+# ---------------------------------------------------------------------------------------------
+# --compile's step: torch.optim.Adam written out, and the critic's step as the plain path takes it
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("adam_update_", copies("adam_update_"))
+def test_adam_update_matches_torch_adam_and_a_skipped_step_changes_nothing(adam_update_):
+    torch.manual_seed(0)
+    params = [torch.randn(5, 3), torch.randn(3)]
+    reference = [p.clone().requires_grad_() for p in params]
+    optimizer = torch.optim.Adam(reference, lr=1e-2, eps=1e-5, fused=True)
+    state = [[torch.zeros_like(p) for p in params], [torch.zeros_like(p) for p in params],
+             [torch.zeros(()) for _ in params]]
+    for k in range(6):
+        grads = [torch.randn_like(p) * 10.0 ** (k - 3) for p in params]  # small and large gradients
+        lr = 1e-2 * (1.0 - k / 6)
+        optimizer.param_groups[0]["lr"] = lr
+        for r, g in zip(reference, grads):
+            r.grad = g.clone()
+        optimizer.step()
+        before = [t.clone() for t in [*params, *state[0], *state[1], *state[2]]]
+        adam_update_(params, grads, *state, torch.tensor(lr), 0.9, 0.999, 1e-5, taken=torch.tensor(False))
+        for a, b in zip(before, [*params, *state[0], *state[1], *state[2]]):
+            assert torch.equal(a, b)
+        adam_update_(params, grads, *state, torch.tensor(lr), 0.9, 0.999, 1e-5,
+                     taken=None if k % 2 else torch.tensor(True))
+        for p, r in zip(params, reference):
+            torch.testing.assert_close(p, r.detach(), rtol=1e-5, atol=1e-7)
+        for i, r in enumerate(reference):
+            torch.testing.assert_close(state[0][i], optimizer.state[r]["exp_avg"])
+            torch.testing.assert_close(state[1][i], optimizer.state[r]["exp_avg_sq"])
+            torch.testing.assert_close(state[2][i], optimizer.state[r]["step"])
+
+
+@pytest.mark.parametrize("m", DEFINED_IN["critic_step"])
+def test_compiled_critic_step_is_the_plain_step(m):
+    """CompiledStep (here uncompiled: the same function torch.compile gets) takes the plain critic
+    step's steps: same weights and Adam state after several minibatches, learning rate changing."""
+    module = MODULES[m]
+    torch.manual_seed(0)
+    critic = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    twin = copy.deepcopy(critic)
+    plain_opt = torch.optim.Adam(critic.parameters(), lr=1e-2, eps=1e-5, fused=True)
+    twin_opt = torch.optim.Adam(twin.parameters(), lr=1e-2, eps=1e-5, fused=True)
+    fused = module.CompiledStep(module.critic_loss, twin, twin_opt, module.Args(compile=False))
+    for k in range(5):
+        x, returns = torch.randn(16, 4), torch.randn(16) * 5
+        for opt in (plain_opt, twin_opt):
+            opt.param_groups[0]["lr"] = 1e-2 / (k + 1)
+        loss, taken = module.critic_step(critic, plain_opt, x, returns)
+        twin_loss, twin_taken = fused(x, returns)
+        torch.testing.assert_close(twin_loss, loss)
+        assert taken is True and twin_taken is True
+    for p, q in zip(critic.parameters(), twin.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-7)
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            torch.testing.assert_close(twin_opt.state[q][key], plain_opt.state[p][key])
+    # the optimizer's state is one: the plain step continues from what the compiled one left
+    assert twin_opt.state_dict()["state"].keys() == plain_opt.state_dict()["state"].keys()
