@@ -727,8 +727,9 @@ def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
     optimizer = torch.optim.Adam(agent.critic.parameters(), lr=args.vf_learning_rate, eps=1e-5, fused=True)  # critic only
     reward_rms = RunningMeanStd(())
     # --compile: the critic's step as one compiled function
-    critic_step_fn = (CompiledStep(critic_loss, agent.critic, optimizer, args) if args.compile
-                      else partial(critic_step, agent.critic, optimizer))
+    critic_step_fn = partial(critic_step, agent.critic, optimizer)
+    if args.compile:
+        critic_step_fn = CompiledStep(critic_loss, agent.critic, optimizer, args, critic_step_fn)
 
     N, T = args.num_envs, args.num_steps
     batch_size, minibatch_size = N * T, N * T // args.vf_num_minibatches
@@ -1261,10 +1262,11 @@ class NonFiniteGuard:
         self.run.fail(f"{reason}; the update is undone and training stops")
 
 
-def compiled(fn: Callable, args: Args) -> Callable:
+def compiled(fn: Callable, args: Args, fallback: Optional[Callable] = None) -> Callable:
     """`fn` itself, or with --compile torch.compile(fn) (with --cudagraphs in CUDA graphs as well,
     mode "reduce-overhead"). Compiling happens at the first call: its time is reported once, and a
-    failure falls back to the plain `fn` with one warning line."""
+    failure falls back to `fallback` (by default the uncompiled `fn`), called the same way, with one
+    warning line."""
     if not args.compile:
         return fn
     compiled_fn = torch.compile(fn, mode="reduce-overhead" if args.cudagraphs else None)
@@ -1280,9 +1282,9 @@ def compiled(fn: Callable, args: Args) -> Callable:
             out = compiled_fn(*fn_args, **fn_kwargs)
         except Exception as e:  # an unsupported op, no C++ compiler, ...
             print(f"warning: --compile: {fn.__name__} could not be compiled ({first_line(e)}); "
-                  "running it uncompiled", file=sys.stderr)
-            chosen.append(fn)
-            return fn(*fn_args, **fn_kwargs)
+                  f"running {'the plain path' if fallback else 'it uncompiled'}", file=sys.stderr)
+            chosen.append(fallback or fn)
+            return chosen[0](*fn_args, **fn_kwargs)
         print(f"{ALGO}: --compile: {fn.__name__} compiled in {time.time() - start:.1f} s", flush=True)
         chosen.append(compiled_fn)
         return out
@@ -1312,12 +1314,12 @@ class CompiledStep:
     of 64-64 networks; here there is neither: the same `loss_fn` is evaluated at the module's
     parameters by torch.func.functional_call, differentiated by torch.func.grad, and Adam's update is
     written out (`adam_update_`) on the optimizer's own state tensors, so the checkpoint, --resume and
-    the plain path see one optimizer. Called like the plain step: returns loss_fn's outputs and whether
-    the step was taken (`skip(outputs)` true: nothing changes). Equal to the plain step within float
-    tolerance (tested)."""
+    the plain path see one optimizer. Called like `plain`, the plain step it stands for (and falls back
+    to if compiling fails): returns loss_fn's outputs and whether the step was taken (`skip(outputs)`
+    true: nothing changes). Equal to the plain step within float tolerance (tested)."""
 
     def __init__(self, loss_fn: Callable, module: nn.Module, optimizer: torch.optim.Adam, args: Args,
-                 max_grad_norm: Optional[float] = None, skip: Optional[Callable] = None):
+                 plain: Callable, max_grad_norm: Optional[float] = None, skip: Optional[Callable] = None):
         self.optimizer, self.params, self.skip = optimizer, list(module.parameters()), skip
         self.bound = BoundLoss(loss_fn, module)
         self.names = [name for name, _ in self.bound.named_parameters()]
@@ -1336,8 +1338,12 @@ class CompiledStep:
             adam_update_(params, grads, *adam, taken=taken)
             return outputs, (torch.ones((), dtype=torch.bool, device=self.lr.device) if taken is None else taken)
 
+        def plain_step(params, adam, loss_args):
+            with torch.enable_grad():
+                return plain(*loss_args)
+
         functional_step.__name__ = f"{loss_fn.__name__} step"
-        self.step_fn = compiled(functional_step, args)
+        self.step_fn = compiled(functional_step, args, fallback=plain_step)
 
     def __call__(self, *loss_args) -> tuple:
         state, group = self.optimizer.state, self.optimizer.param_groups[0]

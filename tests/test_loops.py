@@ -722,6 +722,29 @@ def test_compile_learns_like_the_plain_path(tmp_path, capsys, name):
     assert_same_metrics(plain, fast)
 
 
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_a_step_that_cannot_be_compiled_runs_the_plain_path(tmp_path, capsys, monkeypatch, name):
+    """No C++ compiler, an unsupported op...: one warning line, then the plain step (not the slower
+    uncompiled functional one), so the run is the plain run to the last digit."""
+    _, plain = run_main(name, tmp_path / "plain", env_id="Pendulum-v1", total_timesteps=128)
+    capsys.readouterr()
+
+    def fails(fn, **kwargs):
+        def call(*args, **kw):
+            raise RuntimeError("Compiler: cc not found\nmore detail")
+        return call
+
+    monkeypatch.setattr(torch, "compile", fails)
+    _, fallback = run_main(name, tmp_path / "fallback", env_id="Pendulum-v1", total_timesteps=128, compile=True)
+    err = capsys.readouterr().err
+    assert [line for line in err.splitlines() if "--compile" in line] == [
+        f"warning: --compile: {'ppo_loss' if name == 'ppo' else 'critic_loss'} step could not be compiled "
+        "(Compiler: cc not found); running the plain path"]
+    for p, f in zip(plain, fallback):
+        assert {k: v for k, v in p.items() if k not in ("time", "charts/SPS")} == {
+            k: v for k, v in f.items() if k not in ("time", "charts/SPS")}
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("flags", [{}, {"compile": True}, {"compile": True, "cudagraphs": True}],
                          ids=["cuda", "compile", "cudagraphs"])

@@ -162,7 +162,7 @@ def test_compiled_step_is_the_plain_minibatch_step(case):
     twin_opt = torch.optim.Adam(twin.parameters(), lr=3e-3, eps=1e-5, fused=True)
     plain = functools.partial(ppo.minibatch_step, agent, opt, ppo.FlatGrad(list(agent.parameters())))
     skip = None if args.target_kl is None else functools.partial(ppo.kl_exceeded, target_kl=args.target_kl)
-    fused = ppo.CompiledStep(ppo.ppo_loss, twin, twin_opt, args, args.max_grad_norm, skip=skip)
+    fused = ppo.CompiledStep(ppo.ppo_loss, twin, twin_opt, args, None, args.max_grad_norm, skip=skip)
     x = agent.normalize(torch.randn(16, 4))
     with torch.no_grad():
         actions = agent.sample(x)

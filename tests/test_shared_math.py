@@ -267,7 +267,7 @@ def test_compiled_critic_step_is_the_plain_step(m):
     twin = copy.deepcopy(critic)
     plain_opt = torch.optim.Adam(critic.parameters(), lr=1e-2, eps=1e-5, fused=True)
     twin_opt = torch.optim.Adam(twin.parameters(), lr=1e-2, eps=1e-5, fused=True)
-    fused = module.CompiledStep(module.critic_loss, twin, twin_opt, module.Args(compile=False))
+    fused = module.CompiledStep(module.critic_loss, twin, twin_opt, module.Args(compile=False), plain=None)
     for k in range(5):
         x, returns = torch.randn(16, 4), torch.randn(16) * 5
         for opt in (plain_opt, twin_opt):
