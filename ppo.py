@@ -522,7 +522,7 @@ def minibatch_step(agent: Agent, optimizer: torch.optim.Adam, grad: FlatGrad, x:
 
 def kl_exceeded(outputs: tuple, target_kl: float) -> torch.Tensor:
     """--target-kl: the minibatch's approximate KL(pi_0 || pi_1), from ppo_loss's log r, exceeds it."""
-    return approx_kl(outputs[3].detach()) > target_kl
+    return approx_kl(outputs[3].detach()).double() > target_kl  # compared in double, as a Python float
 
 
 # ---------------------------------------------------------------------------------------------
@@ -643,10 +643,10 @@ def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
                     break
                 (loss, pg_loss, v_loss, _), taken = train_step(e_obs[mb], e_actions[mb], e_logprobs[mb], e_advantages[mb],
                                                                e_returns[mb], e_values[mb], args, clip_vloss)
-                guard.watch(loss)  # a device flag, read once after the update: no sync per minibatch
                 if not taken:
                     end_update = True  # this minibatch had already left the trust region: no step on it
                     break
+                guard.watch(loss)  # a device flag, read once after the update: no sync per minibatch
                 policy_losses.append(pg_loss)
                 value_losses.append(v_loss)
             if end_update:
@@ -1070,11 +1070,10 @@ class NonFiniteGuard:
         self.run.fail(f"{reason}; the update is undone and training stops")
 
 
-def compiled(fn: Callable, args: Args, fallback: Optional[Callable] = None) -> Callable:
-    """`fn` itself, or with --compile torch.compile(fn) (with --cudagraphs in CUDA graphs as well,
-    mode "reduce-overhead"). Compiling happens at the first call: its time is reported once, and a
-    failure falls back to `fallback` (by default the uncompiled `fn`), called the same way, with one
-    warning line."""
+def compiled(fn: Callable, args: Args, fallback: Callable) -> Callable:
+    """With --compile, torch.compile(fn) (with --cudagraphs in CUDA graphs as well, mode
+    "reduce-overhead"); without, `fn` itself. Compiling happens at the first call: its time is
+    reported once, and a failure falls back to `fallback`, called the same way, with one warning line."""
     if not args.compile:
         return fn
     compiled_fn = torch.compile(fn, mode="reduce-overhead" if args.cudagraphs else None)
@@ -1090,9 +1089,9 @@ def compiled(fn: Callable, args: Args, fallback: Optional[Callable] = None) -> C
             out = compiled_fn(*fn_args, **fn_kwargs)
         except Exception as e:  # an unsupported op, no C++ compiler, ...
             print(f"warning: --compile: {fn.__name__} could not be compiled ({first_line(e)}); "
-                  f"running {'the plain path' if fallback else 'it uncompiled'}", file=sys.stderr)
-            chosen.append(fallback or fn)
-            return chosen[0](*fn_args, **fn_kwargs)
+                  "running the plain path", file=sys.stderr)
+            chosen.append(fallback)
+            return fallback(*fn_args, **fn_kwargs)
         print(f"{ALGO}: --compile: {fn.__name__} compiled in {time.time() - start:.1f} s", flush=True)
         chosen.append(compiled_fn)
         return out
@@ -1102,8 +1101,8 @@ def compiled(fn: Callable, args: Args, fallback: Optional[Callable] = None) -> C
 
 def replayed_safely(graph_fn: Callable) -> Callable:
     """A CUDA-graph function whose outputs outlive its next call: each call starts a new graph step
-    (torch.compiler.cudagraph_mark_step_begin, also after a call whose backward never ran) and returns
-    copies, since the next replay overwrites the graph's own output memory (losses kept for logging)."""
+    (torch.compiler.cudagraph_mark_step_begin) and returns copies, since the next replay overwrites
+    the graph's own output memory (losses kept for logging)."""
 
     def copy(out):
         return tuple(copy(t) for t in out) if isinstance(out, tuple) else out.clone()
@@ -1116,7 +1115,7 @@ def replayed_safely(graph_fn: Callable) -> Callable:
 
 
 class CompiledStep:
-    """--compile: one gradient step, `loss_fn(module, *loss_args)`, backward, optional global
+    """--compile: one gradient step, `loss_fn(module, *loss_args)`, its gradient, optional global
     gradient-norm clipping and torch.optim.Adam's step, as one torch.compile'd function. On a CPU, the
     autograd engine and the optimizer's Python loop between these parts cost more than the arithmetic
     of 64-64 networks; here there is neither: the same `loss_fn` is evaluated at the module's
@@ -1129,6 +1128,10 @@ class CompiledStep:
     def __init__(self, loss_fn: Callable, module: nn.Module, optimizer: torch.optim.Adam, args: Args,
                  plain: Callable, max_grad_norm: Optional[float] = None, skip: Optional[Callable] = None):
         self.optimizer, self.params, self.skip = optimizer, list(module.parameters()), skip
+        (group,) = optimizer.param_groups  # what adam_update_ writes out: one group of plain Adam
+        if ([id(p) for p in group["params"]] != [id(p) for p in self.params] or group["weight_decay"]
+                or group["amsgrad"] or group["maximize"]):
+            raise ValueError("CompiledStep: Adam over the module's parameters, no weight decay, amsgrad or maximize")
         self.bound = BoundLoss(loss_fn, module)
         self.names = [name for name, _ in self.bound.named_parameters()]
         self.lr = torch.zeros((), device=self.params[0].device)

@@ -722,6 +722,33 @@ def test_compile_learns_like_the_plain_path(tmp_path, capsys, name):
     assert_same_metrics(plain, fast)
 
 
+def test_compiled_ppo_with_target_kl_discrete_actions_and_entropy_learns_like_the_plain_path(tmp_path, capsys):
+    """The compiled step's other branches, compiled: --target-kl (a masked step, then the update's
+    early end), a categorical policy, the entropy bonus."""
+    flags = dict(env_id="CartPole-v1", total_timesteps=128, target_kl=0.002, ent_coef=0.01, learning_rate=0.01)
+    _, plain = run_main("ppo", tmp_path / "plain", **flags)
+    _, fast = run_main("ppo", tmp_path / "compiled", compile=True, **flags)
+    assert "ppo_loss step compiled in" in capsys.readouterr().out
+    assert any(r.get("ppo/minibatch_steps", 8) < 8 for r in plain)  # --target-kl ended an update early
+    assert_same_metrics(plain, fast)
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_compiled_resume_continues_like_the_plain_resume(tmp_path, capsys, name):
+    """--resume with --compile continues from the checkpoint's optimizer state as the plain path does
+    (the compiled step reads the state that load_state_dict put in place)."""
+    metrics = {}
+    for path, compile_ in (("plain", False), ("compiled", True)):
+        run_main(name, tmp_path / path, env_id="Pendulum-v1", total_timesteps=64, compile=compile_)
+        (run_dir,) = glob.glob(str(tmp_path / path / "runs" / "*"))
+        m = MODULES[name]
+        m.main(m.parse_args(["--resume", run_dir, "--total-timesteps", "128"]))
+        with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+            metrics[path] = [json.loads(line) for line in f]
+    assert "compiled in" in capsys.readouterr().out
+    assert_same_metrics(metrics["plain"], metrics["compiled"])
+
+
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_a_step_that_cannot_be_compiled_runs_the_plain_path(tmp_path, capsys, monkeypatch, name):
     """No C++ compiler, an unsupported op...: one warning line, then the plain step (not the slower

@@ -147,14 +147,22 @@ def test_flat_grad_cannot_be_silently_detached(misuse):
     for p, q in zip(agent.parameters(), reference.parameters()):
         torch.testing.assert_close(p.grad, q.grad)
 
-@pytest.mark.parametrize("case", ["gaussian", "categorical", "target_kl"])
+def gradient_norm(agent, batch):
+    """||grad L|| of ppo_loss on a copy of the agent, before any clipping."""
+    twin = copy.deepcopy(agent)
+    ppo.ppo_loss(twin, *batch)[0].backward()
+    return torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in twin.parameters()])).item()
+
+
+@pytest.mark.parametrize("case", ["gaussian", "categorical", "target_kl", "clip not binding"])
 def test_compiled_step_is_the_plain_minibatch_step(case):
     """CompiledStep (here uncompiled: the same function torch.compile gets) equals minibatch_step:
-    same losses, weights and Adam state over several minibatches, with the gradient clip binding,
-    and with --target-kl the same steps skipped (a skipped step changes nothing)."""
+    same losses, weights and Adam state over several minibatches, with the gradient clip binding or
+    not, and with --target-kl the same steps taken and skipped (a skipped step changes nothing)."""
     torch.manual_seed(0)
     space = gym.spaces.Discrete(3) if case == "categorical" else gym.spaces.Box(-1, 1, (2,), np.float32)
-    args = ppo.Args(compile=False, max_grad_norm=0.05, target_kl=1e-5 if case == "target_kl" else None)
+    max_grad_norm = 1e3 if case == "clip not binding" else 0.05
+    args = ppo.Args(compile=False, max_grad_norm=max_grad_norm, target_kl=1e-4 if case == "target_kl" else None)
     agent = ppo.Agent(4, space, (8, 8), True, 10.0)
     agent.obs_rms.update(torch.randn(32, 4) * 3 + 1)
     twin = copy.deepcopy(agent)
@@ -164,19 +172,24 @@ def test_compiled_step_is_the_plain_minibatch_step(case):
     skip = None if args.target_kl is None else functools.partial(ppo.kl_exceeded, target_kl=args.target_kl)
     fused = ppo.CompiledStep(ppo.ppo_loss, twin, twin_opt, args, None, args.max_grad_norm, skip=skip)
     x = agent.normalize(torch.randn(16, 4))
-    with torch.no_grad():
-        actions = agent.sample(x)
-        logprobs = agent.log_prob_entropy(x, actions)[0]
-    taken_steps = []
+    taken_steps, norms = [], []
     for k in range(8):
+        with torch.no_grad():  # log pi_0 of the current policy, perturbed: a KL near 0 or well above --target-kl
+            actions = agent.sample(x)
+            logprobs = agent.log_prob_entropy(x, actions)[0] + torch.randn(16) * (0.3 if k % 3 == 2 else 1e-3)
         batch = (x, actions, logprobs, torch.randn(16), torch.randn(16), torch.randn(16), args, True)
+        norms.append(gradient_norm(agent, batch))
         outputs, taken = plain(*batch)
         twin_outputs, twin_taken = fused(*batch)
         for a, b in zip(twin_outputs, outputs):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
         assert twin_taken == taken
         taken_steps.append(taken)
-    assert len(set(taken_steps)) == (2 if case == "target_kl" else 1)  # steps taken, and with --target-kl some not
+    if case == "target_kl":
+        assert taken_steps == [True, True, False] * 2 + [True, True]
+    else:
+        assert all(taken_steps)
+        assert min(norms) > max_grad_norm if max_grad_norm < 1 else max(norms) < max_grad_norm  # the clip binds, or never
     for p, q in zip(agent.parameters(), twin.parameters()):
         torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)
         for key in ("exp_avg", "exp_avg_sq", "step"):
