@@ -41,11 +41,6 @@ def run_key(record: dict) -> tuple:
     return (*bench.record_key(record), record.get("flags"))
 
 
-def parse(text: str) -> list[dict]:
-    """Records from the text of a runs.jsonl (as `git show` prints it)."""
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
 def compare(recorded: list[dict], replayed: list[dict]) -> list[dict]:
     """One row per replayed run that has a recorded counterpart: both versions and the fields that differ."""
     by_key = {run_key(r): r for r in recorded}
@@ -101,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         if proc.returncode != 0:
             print(f"error: --recorded-at: git show {recorded_path}: {proc.stderr.strip()}", file=sys.stderr)
             return 2
-        recorded = parse(proc.stdout)
+        recorded = bench.parse_records(proc.stdout)  # the file as `git show` prints it
     else:
         recorded = bench.read_records(recorded_path)
     rows = compare(recorded, bench.read_records(args.replayed))

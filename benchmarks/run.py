@@ -485,7 +485,12 @@ def read_records(path: str) -> list[dict]:
     if not os.path.exists(path):
         return []
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        return parse_records(f.read())
+
+
+def parse_records(text: str) -> list[dict]:
+    """Records from the text of a runs.jsonl (one JSON object per line)."""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def at_budget(records: list[dict], grid: dict) -> list[dict]:
