@@ -767,6 +767,7 @@ def test_a_step_that_cannot_be_compiled_runs_the_plain_path(tmp_path, capsys, mo
     assert [line for line in err.splitlines() if "--compile" in line] == [
         f"warning: --compile: {'ppo_loss' if name == 'ppo' else 'critic_loss'} step could not be compiled "
         "(Compiler: cc not found); running the plain path"]
+    assert len(plain) == len(fallback)
     for p, f in zip(plain, fallback):
         assert {k: v for k, v in p.items() if k not in ("time", "charts/SPS")} == {
             k: v for k, v in f.items() if k not in ("time", "charts/SPS")}

@@ -147,6 +147,7 @@ def test_flat_grad_cannot_be_silently_detached(misuse):
     for p, q in zip(agent.parameters(), reference.parameters()):
         torch.testing.assert_close(p.grad, q.grad)
 
+
 def gradient_norm(agent, batch):
     """||grad L|| of ppo_loss on a copy of the agent, before any clipping."""
     twin = copy.deepcopy(agent)
