@@ -54,7 +54,8 @@ Implementation details
    change (mean KL on the batch). Unlike trpo.py, the update here is not function-preserving
    (README: observation normalization).
 7. Logged per update, after it: the policy gradient's norm, KL(pi_before || pi_after) by the
-   (r - 1) - log r estimator, entropy, the critic's loss and explained variance.
+   (r - 1) - log r estimator, entropy, the critic's loss; and the explained variance of the returns
+   by V_0, the critic that gave the advantages.
 
 Usage: python reinforce.py --env-id CartPole-v1      python reinforce.py --help
 """
@@ -595,7 +596,7 @@ CHECKPOINT_VERSION = 2
 
 MODEL_KEYS = ("env_id", "hidden_sizes", "norm_obs", "norm_reward", "clip_obs")  # what a checkpoint's model is made for
 
-RESUME_FIXED = (*MODEL_KEYS, "num_envs", "num_steps")  # what a resumed run cannot change
+RESUME_FIXED = (*MODEL_KEYS, "seed", "num_envs", "num_steps")  # what a resumed run cannot change
 
 
 class ConfigError(Exception):
@@ -915,10 +916,11 @@ def run_config(args: Args, resolved: dict, device: torch.device) -> dict:
 
 @torch.no_grad()
 def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, device: torch.device,
-             video_dir: Optional[str] = None) -> list[float]:
+             video_dir: Optional[str] = None, stop: Optional[StopRequest] = None) -> Optional[list[float]]:
     """Raw returns of `episodes` episodes with the deterministic policy and frozen normalization.
     The same seeds every time, so that evaluations during training differ only by the policy; an env
-    without a time limit of its own is cut at EVAL_MAX_EPISODE_STEPS."""
+    without a time limit of its own is cut at EVAL_MAX_EPISODE_STEPS. None if `stop` is requested
+    before the last episode ends (an evaluation is all or nothing)."""
     env = make_env(env_id, **({"render_mode": "rgb_array"} if video_dir else {}))()
     if env.spec is None or env.spec.max_episode_steps is None:
         env = gym.wrappers.TimeLimit(env, EVAL_MAX_EPISODE_STEPS)
@@ -930,6 +932,9 @@ def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, device: torch.
         obs, _ = env.reset(seed=seed + EVAL_SEED_OFFSET + episode)
         done, episode_return = False, 0.0
         while not done:
+            if stop is not None and stop.requested:
+                env.close()
+                return None
             action = agent.deterministic_action(torch.as_tensor(obs, dtype=torch.float32, device=device).unsqueeze(0))
             action = action[0].cpu().numpy()
             if agent.continuous:
@@ -964,7 +969,8 @@ class NonFiniteGuard:
         outputs on `x`, must be finite as well as every loss."""
         agent = self.run.agent
         with torch.no_grad():  # the statistics too: one inf observation makes them inf and NaN
-            tensors = [*agent.parameters(), *agent.buffers(), agent.actor(x), agent.critic(x)]
+            tensors = [*agent.parameters(), *agent.buffers(), *self.run.reward_rms.buffers(), agent.actor(x),
+                       agent.critic(x)]
         bad = ~torch.stack([torch.isfinite(t).all() for t in tensors]).all()
         if self.nonfinite is not None:
             bad = bad | self.nonfinite
@@ -1112,8 +1118,10 @@ def adam_update_(params: list[torch.Tensor], grads: list[torch.Tensor], exp_avgs
 
 class StopRequest:
     """SIGINT (Ctrl-C) and SIGTERM ask the run to stop: the loops check `requested` at safe points
-    (after an env step, after a minibatch step), and the run then saves and exits 128 + signal.
-    A second signal quits at once (the last checkpoint stays intact: it is renamed into place)."""
+    (after an env step, after a minibatch step, in an evaluation after an env step), and the run then
+    saves and exits 128 + signal. A second signal quits at once (the last checkpoint stays intact: it
+    is renamed into place). The handler writes its notice with os.write: a print could land inside a
+    print of the main program to the same stream, which Python refuses (a reentrant call)."""
 
     def __init__(self):
         self.signum: Optional[int] = None
@@ -1124,11 +1132,11 @@ class StopRequest:
 
     def handle(self, signum, frame) -> None:
         if self.signum is not None:
-            print(f"\n{ALGO}: {signal.Signals(signum).name} again: quitting without saving", file=sys.stderr, flush=True)
+            os.write(2, f"\n{ALGO}: {signal.Signals(signum).name} again: quitting without saving\n".encode())
             os._exit(128 + signum)
         self.signum = signum
-        print(f"\n{ALGO}: {signal.Signals(signum).name}: stopping at the next safe point to save the run "
-              "(again to quit at once)", file=sys.stderr, flush=True)
+        os.write(2, f"\n{ALGO}: {signal.Signals(signum).name}: stopping at the next safe point to save the run "
+                    "(again to quit at once)\n".encode())
 
     @property
     def requested(self) -> bool:
@@ -1158,6 +1166,8 @@ class Run:
         self.global_step = self.update = self.episodes = 0
         self.recent_returns: deque[float] = deque(maxlen=100)
         self.earlier_time = 0.0  # seconds of training in earlier sessions of a resumed run
+        self.log_time = 0.0  # metrics.jsonl's `time` at the checkpoint a resumed run continues from
+        self.eval_missed = False  # a stop cut short the evaluation due at the saved step (made on --resume)
         self.env_seed = args.seed
         self.pending: list[tuple[int, float, int]] = []  # episodes of the current rollout
         self.episode_return, self.episode_length = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=np.int64)
@@ -1193,7 +1203,7 @@ class Run:
         tb_writer = self.start_tensorboard() if args.tensorboard else None
         write_json(os.path.join(self.run_dir, "config.json"), self.config)
         self.logger = MetricsLogger(os.path.join(self.run_dir, "metrics.jsonl"), self.wandb_run, tb_writer,
-                                    time_offset=self.earlier_time)
+                                    time_offset=self.log_time)
         resumed = f" (resumed at step {self.global_step})" if args.resume else ""
         print(f"{ALGO} {args.env_id} seed {args.seed} on {device} -> {self.run_dir}{resumed}", flush=True)
         self.start_time, self.start_step, self.eval_time, self.last_print = time.time(), self.global_step, 0.0, 0.0
@@ -1216,6 +1226,8 @@ class Run:
             self.global_step, self.update, self.episodes = progress["global_step"], progress["update"], progress["episodes"]
             self.recent_returns.extend(progress["recent_returns"])
             self.earlier_time = progress["train_time"]
+            self.log_time = progress.get("log_time", self.earlier_time)
+            self.eval_missed = progress.get("eval_missed", False)
             set_rng_state(checkpoint["rng"])
             # the environments restart their episodes, from seeds that differ from the first session's
             # (so reward scaling's running returns start again from 0, as after any episode's end)
@@ -1286,12 +1298,14 @@ class Run:
         """The training envs and their first observations (None, None when there is nothing to train)."""
         if self.update >= self.num_updates:
             return None, None
+        if self.eval_missed and self.args.eval_every:  # the evaluation a stop cut short, due at this step
+            self.evaluate()
         envs = make_vector_env(self.args.env_id, self.args.num_envs)
         next_obs, _ = envs.reset(seed=self.env_seed)
         if not np.isfinite(next_obs).all():
             self.fail("the environment returned a non-finite observation at reset")
         envs.action_space.seed(self.env_seed)
-        self.start_time = time.time()
+        self.start_time, self.eval_time = time.time(), 0.0
         return envs, next_obs
 
     @property
@@ -1342,14 +1356,19 @@ class Run:
                   f"| {sps:.0f} SPS | ETA {format_seconds((self.target_steps - global_step) / sps)} "
                   f"| return(100) {recent} | {status}", flush=True)
 
-    def evaluate(self, video_dir: Optional[str] = None) -> list[float]:
-        """Evaluate the current policy and log it at the current step (eval/episodic_return, eval/return_mean)."""
+    def evaluate(self, video_dir: Optional[str] = None) -> Optional[list[float]]:
+        """Evaluate the current policy and log it at the current step (eval/episodic_return, eval/return_mean);
+        None, and nothing logged, when a stop request cuts it short (a saved run makes it on --resume)."""
         start = time.time()
-        returns = evaluate(self.agent, self.args.env_id, self.args.eval_episodes, self.args.seed, self.device, video_dir)
+        returns = evaluate(self.agent, self.args.env_id, self.args.eval_episodes, self.args.seed, self.device,
+                           video_dir, self.stop)
+        self.eval_time += time.time() - start
+        self.eval_missed = returns is None
+        if returns is None:
+            return None
         for r in returns:
             self.logger.log(self.global_step, {"eval/episodic_return": r})
         self.logger.log(self.global_step, {"eval/return_mean": float(np.mean(returns))})
-        self.eval_time += time.time() - start
         return returns
 
     def save(self) -> None:
@@ -1365,13 +1384,14 @@ class Run:
             **state,
             "progress": {"global_step": self.global_step, "update": self.update, "episodes": self.episodes,
                          "recent_returns": list(self.recent_returns),
-                         "train_time": self.earlier_time + self.session_train_time()},
+                         "train_time": self.earlier_time + self.session_train_time(),
+                         "log_time": time.time() - self.logger.start, "eval_missed": self.eval_missed},
             "rng": rng_state(),
         })
 
     def finish(self, envs: Optional[gym.vector.SyncVectorEnv]) -> dict:
-        """Save model.pt, evaluate (unless stopped), write summary.json, close the logs; the summary."""
-        interrupted = self.stop.requested
+        """Save model.pt, evaluate (unless stopped, before or during it), write summary.json, close the
+        logs; the summary."""
         train_time = self.earlier_time + self.session_train_time()
         if envs is not None:
             envs.close()
@@ -1386,13 +1406,15 @@ class Run:
             "sps": round(self.global_step / train_time, 1) if self.global_step else None,
             "episodes": self.episodes,
             "final_return_mean": float(np.mean(self.recent_returns)) if self.recent_returns else None,
-            "interrupted": interrupted,
-            "signal": signal.Signals(self.stop.signum).name if interrupted else None,
-            "sha256": self.config["sha256"],
         }
-        if self.args.eval_episodes > 0 and not interrupted:
+        eval_returns = None
+        if self.args.eval_episodes > 0 and not self.stop.requested:
             video_dir = os.path.join(self.run_dir, "videos") if self.args.capture_video else None
-            eval_returns = self.evaluate(video_dir)
+            eval_returns = self.evaluate(video_dir)  # None if a stop cuts it short: --resume makes it
+        interrupted = self.stop.requested
+        summary.update({"interrupted": interrupted, "signal": signal.Signals(self.stop.signum).name if interrupted else None,
+                        "sha256": self.config["sha256"]})
+        if eval_returns is not None:
             summary["eval_return_mean"] = float(np.mean(eval_returns))
             summary["eval_return_std"] = float(np.std(eval_returns))
         write_json(os.path.join(self.run_dir, "summary.json"), summary)

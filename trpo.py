@@ -48,7 +48,9 @@ the policy collapsed from a return of 1000 to under 150. Two things close that g
    b. The KL of the line search is measured against pi_0's distribution parameters as they were
       stored when the batch was collected, on the batch's raw observations. The accepted step's KL is
       the total change between the two acting policies: the statistics update included, whatever the
-      clip did, and `charts/normalizer_kl` logs the part the statistics update alone caused.
+      clip did, and `charts/normalizer_kl` logs the part the statistics update alone caused. The
+      natural gradient and its step size use F of pi as it is at theta_0 (after the statistics
+      update): the Hessian of KLbar against the stored pi_0 would be F only while pi had not moved.
    c. When that part alone exceeds delta (only where (a) is not exact) and the line search accepts no
       step, theta_0 under the new statistics would be outside the region: the coordinates left out
       of the rewrite then keep their old mean and variance for this batch (`trpo/statistics_frozen`
@@ -96,8 +98,8 @@ Implementation details
 8. Logged per update: `trpo/kl_after_step`, the KL between the acting policies before and after
    the update; the surrogate improvement, the first-order improvement g . (theta_1 - theta_0) the
    step taken was expected to bring, the number of backtracks, whether a step was accepted, the
-   final CG residual, approx_kl ((r - 1) - log r), `charts/normalizer_kl`, and the critic's loss
-   and explained variance.
+   final CG residual, approx_kl ((r - 1) - log r), `charts/normalizer_kl`, the critic's loss, and
+   the explained variance of the returns by V_0, the critic that gave the advantages.
 
 Usage: python trpo.py --env-id Hopper-v4      python trpo.py --help
 """
@@ -642,17 +644,22 @@ def trpo_policy_update(agent: Agent, batch: PolicyBatch, args: Args) -> dict:
     """
     params = agent.policy_parameters()
 
-    def surrogate_and_kl() -> tuple[torch.Tensor, torch.Tensor]:
+    def surrogate_and_kl() -> tuple[torch.Tensor, torch.Tensor, PolicyDist]:
+        """L(theta) and KLbar(theta) (against pi_0 as stored) at the actor's parameters, and pi_theta."""
         dist = agent.dist(batch.obs)
         logratio = log_prob(dist, batch.actions) - batch.old_logprobs
-        return surrogate_objective(logratio, batch.advantages), kl(batch.old_dist, dist).mean()
+        return surrogate_objective(logratio, batch.advantages), kl(batch.old_dist, dist).mean(), dist
 
-    # g = grad L(theta_0);  grad KLbar(theta_0), kept differentiable for F v
-    surrogate0, kl0 = surrogate_and_kl()
+    # g = grad L(theta_0)
+    surrogate0, _, dist0 = surrogate_and_kl()
     if not torch.isfinite(surrogate0):
         raise TrainingError(f"non-finite surrogate objective ({surrogate0.item():.4g}); stopped before stepping on it")
     g = flat_grad(surrogate0, params, retain_graph=True)
-    grad_kl = flat_grad(kl0, params, create_graph=True)
+    # F, the Fisher matrix of pi at theta_0: the Hessian at theta_0 of the mean KL(pi_theta_0 || pi_theta),
+    # whose gradient is 0 there. (The KL against pi_0 as stored has that Hessian only while pi_theta_0 is
+    # pi_0: once the statistics update has moved pi, its Hessian adds a term that is not PSD.) Its
+    # gradient is kept differentiable for F v.
+    grad_kl = flat_grad(kl(detached(dist0), dist0).mean(), params, create_graph=True)
 
     # x = F^-1 g by conjugate gradient;  beta = sqrt(2 delta / x^T F x)
     def Fvp(v, damping=args.cg_damping):
@@ -669,7 +676,7 @@ def trpo_policy_update(agent: Agent, batch: PolicyBatch, args: Args) -> dict:
     @torch.no_grad()
     def evaluate(theta: torch.Tensor) -> tuple[float, float]:
         set_flat_params(params, theta)
-        surrogate, kl_mean = surrogate_and_kl()
+        surrogate, kl_mean, _ = surrogate_and_kl()
         return surrogate.item(), kl_mean.item()
 
     result = line_search(evaluate, theta0, beta * x, surrogate0.item(), args.max_kl,
@@ -812,8 +819,8 @@ def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
         policy_batch = PolicyBatch(b_obs, b_actions, old_dist, b_logprobs, b_advantages)
         statistics_frozen = 0  # coordinates whose statistics this batch leaves as they were
         try:
-            step = trpo_policy_update(agent, policy_batch, args)
-            if norm_obs and step["kl_after_step"] > args.max_kl:
+            policy_step = trpo_policy_update(agent, policy_batch, args)
+            if norm_obs and policy_step["kl_after_step"] > args.max_kl:
                 # No step accepted: the statistics update alone moved pi by more than delta, through the
                 # coordinates the rewrite leaves out. They keep their statistics this time (the others'
                 # are rewritten exactly; if pi still moves by more than delta, all keep theirs), and
@@ -826,7 +833,7 @@ def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
                 if not normalizer_kl <= args.max_kl:
                     agent.load_state_dict(acting)
                     statistics_frozen, normalizer_kl = obs_dim, 0.0
-                step = trpo_policy_update(agent, policy_batch, args)
+                policy_step = trpo_policy_update(agent, policy_batch, args)
         except TrainingError as error:  # a non-finite surrogate: no step was taken on it
             guard.stop(str(error))
 
@@ -853,14 +860,14 @@ def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
         run.end_update(update, global_step, {
             "charts/critic_learning_rate": optimizer.param_groups[0]["lr"],
             **({"charts/normalizer_kl": normalizer_kl} if norm_obs else {}),
-            "losses/policy_loss": -step["surrogate"],
+            "losses/policy_loss": -policy_step["surrogate"],
             "losses/value_loss": torch.stack(value_losses).mean().item(),
             "losses/entropy": entropy(new_dist).mean().item(),
             "losses/approx_kl": approx,
             "losses/explained_variance": explained_variance(b_values, b_returns),
-            **{f"trpo/{key}": value for key, value in step.items() if key != "surrogate"},
+            **{f"trpo/{key}": value for key, value in policy_step.items() if key != "surrogate"},
             **({"trpo/statistics_frozen": statistics_frozen} if norm_obs else {}),
-        }, status=f"kl {step['kl_after_step']:.4f} | backtracks {step['line_search_backtracks']}")
+        }, status=f"kl {policy_step['kl_after_step']:.4f} | backtracks {policy_step['line_search_backtracks']}")
 
     return run.finish(envs)
 
@@ -880,7 +887,7 @@ CHECKPOINT_VERSION = 2
 
 MODEL_KEYS = ("env_id", "hidden_sizes", "norm_obs", "norm_reward", "clip_obs")  # what a checkpoint's model is made for
 
-RESUME_FIXED = (*MODEL_KEYS, "num_envs", "num_steps")  # what a resumed run cannot change
+RESUME_FIXED = (*MODEL_KEYS, "seed", "num_envs", "num_steps")  # what a resumed run cannot change
 
 
 class ConfigError(Exception):
@@ -1200,10 +1207,11 @@ def run_config(args: Args, resolved: dict, device: torch.device) -> dict:
 
 @torch.no_grad()
 def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, device: torch.device,
-             video_dir: Optional[str] = None) -> list[float]:
+             video_dir: Optional[str] = None, stop: Optional[StopRequest] = None) -> Optional[list[float]]:
     """Raw returns of `episodes` episodes with the deterministic policy and frozen normalization.
     The same seeds every time, so that evaluations during training differ only by the policy; an env
-    without a time limit of its own is cut at EVAL_MAX_EPISODE_STEPS."""
+    without a time limit of its own is cut at EVAL_MAX_EPISODE_STEPS. None if `stop` is requested
+    before the last episode ends (an evaluation is all or nothing)."""
     env = make_env(env_id, **({"render_mode": "rgb_array"} if video_dir else {}))()
     if env.spec is None or env.spec.max_episode_steps is None:
         env = gym.wrappers.TimeLimit(env, EVAL_MAX_EPISODE_STEPS)
@@ -1215,6 +1223,9 @@ def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, device: torch.
         obs, _ = env.reset(seed=seed + EVAL_SEED_OFFSET + episode)
         done, episode_return = False, 0.0
         while not done:
+            if stop is not None and stop.requested:
+                env.close()
+                return None
             action = agent.deterministic_action(torch.as_tensor(obs, dtype=torch.float32, device=device).unsqueeze(0))
             action = action[0].cpu().numpy()
             if agent.continuous:
@@ -1249,7 +1260,8 @@ class NonFiniteGuard:
         outputs on `x`, must be finite as well as every loss."""
         agent = self.run.agent
         with torch.no_grad():  # the statistics too: one inf observation makes them inf and NaN
-            tensors = [*agent.parameters(), *agent.buffers(), agent.actor(x), agent.critic(x)]
+            tensors = [*agent.parameters(), *agent.buffers(), *self.run.reward_rms.buffers(), agent.actor(x),
+                       agent.critic(x)]
         bad = ~torch.stack([torch.isfinite(t).all() for t in tensors]).all()
         if self.nonfinite is not None:
             bad = bad | self.nonfinite
@@ -1397,8 +1409,10 @@ def adam_update_(params: list[torch.Tensor], grads: list[torch.Tensor], exp_avgs
 
 class StopRequest:
     """SIGINT (Ctrl-C) and SIGTERM ask the run to stop: the loops check `requested` at safe points
-    (after an env step, after a minibatch step), and the run then saves and exits 128 + signal.
-    A second signal quits at once (the last checkpoint stays intact: it is renamed into place)."""
+    (after an env step, after a minibatch step, in an evaluation after an env step), and the run then
+    saves and exits 128 + signal. A second signal quits at once (the last checkpoint stays intact: it
+    is renamed into place). The handler writes its notice with os.write: a print could land inside a
+    print of the main program to the same stream, which Python refuses (a reentrant call)."""
 
     def __init__(self):
         self.signum: Optional[int] = None
@@ -1409,11 +1423,11 @@ class StopRequest:
 
     def handle(self, signum, frame) -> None:
         if self.signum is not None:
-            print(f"\n{ALGO}: {signal.Signals(signum).name} again: quitting without saving", file=sys.stderr, flush=True)
+            os.write(2, f"\n{ALGO}: {signal.Signals(signum).name} again: quitting without saving\n".encode())
             os._exit(128 + signum)
         self.signum = signum
-        print(f"\n{ALGO}: {signal.Signals(signum).name}: stopping at the next safe point to save the run "
-              "(again to quit at once)", file=sys.stderr, flush=True)
+        os.write(2, f"\n{ALGO}: {signal.Signals(signum).name}: stopping at the next safe point to save the run "
+                    "(again to quit at once)\n".encode())
 
     @property
     def requested(self) -> bool:
@@ -1443,6 +1457,8 @@ class Run:
         self.global_step = self.update = self.episodes = 0
         self.recent_returns: deque[float] = deque(maxlen=100)
         self.earlier_time = 0.0  # seconds of training in earlier sessions of a resumed run
+        self.log_time = 0.0  # metrics.jsonl's `time` at the checkpoint a resumed run continues from
+        self.eval_missed = False  # a stop cut short the evaluation due at the saved step (made on --resume)
         self.env_seed = args.seed
         self.pending: list[tuple[int, float, int]] = []  # episodes of the current rollout
         self.episode_return, self.episode_length = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=np.int64)
@@ -1478,7 +1494,7 @@ class Run:
         tb_writer = self.start_tensorboard() if args.tensorboard else None
         write_json(os.path.join(self.run_dir, "config.json"), self.config)
         self.logger = MetricsLogger(os.path.join(self.run_dir, "metrics.jsonl"), self.wandb_run, tb_writer,
-                                    time_offset=self.earlier_time)
+                                    time_offset=self.log_time)
         resumed = f" (resumed at step {self.global_step})" if args.resume else ""
         print(f"{ALGO} {args.env_id} seed {args.seed} on {device} -> {self.run_dir}{resumed}", flush=True)
         self.start_time, self.start_step, self.eval_time, self.last_print = time.time(), self.global_step, 0.0, 0.0
@@ -1501,6 +1517,8 @@ class Run:
             self.global_step, self.update, self.episodes = progress["global_step"], progress["update"], progress["episodes"]
             self.recent_returns.extend(progress["recent_returns"])
             self.earlier_time = progress["train_time"]
+            self.log_time = progress.get("log_time", self.earlier_time)
+            self.eval_missed = progress.get("eval_missed", False)
             set_rng_state(checkpoint["rng"])
             # the environments restart their episodes, from seeds that differ from the first session's
             # (so reward scaling's running returns start again from 0, as after any episode's end)
@@ -1571,12 +1589,14 @@ class Run:
         """The training envs and their first observations (None, None when there is nothing to train)."""
         if self.update >= self.num_updates:
             return None, None
+        if self.eval_missed and self.args.eval_every:  # the evaluation a stop cut short, due at this step
+            self.evaluate()
         envs = make_vector_env(self.args.env_id, self.args.num_envs)
         next_obs, _ = envs.reset(seed=self.env_seed)
         if not np.isfinite(next_obs).all():
             self.fail("the environment returned a non-finite observation at reset")
         envs.action_space.seed(self.env_seed)
-        self.start_time = time.time()
+        self.start_time, self.eval_time = time.time(), 0.0
         return envs, next_obs
 
     @property
@@ -1627,14 +1647,19 @@ class Run:
                   f"| {sps:.0f} SPS | ETA {format_seconds((self.target_steps - global_step) / sps)} "
                   f"| return(100) {recent} | {status}", flush=True)
 
-    def evaluate(self, video_dir: Optional[str] = None) -> list[float]:
-        """Evaluate the current policy and log it at the current step (eval/episodic_return, eval/return_mean)."""
+    def evaluate(self, video_dir: Optional[str] = None) -> Optional[list[float]]:
+        """Evaluate the current policy and log it at the current step (eval/episodic_return, eval/return_mean);
+        None, and nothing logged, when a stop request cuts it short (a saved run makes it on --resume)."""
         start = time.time()
-        returns = evaluate(self.agent, self.args.env_id, self.args.eval_episodes, self.args.seed, self.device, video_dir)
+        returns = evaluate(self.agent, self.args.env_id, self.args.eval_episodes, self.args.seed, self.device,
+                           video_dir, self.stop)
+        self.eval_time += time.time() - start
+        self.eval_missed = returns is None
+        if returns is None:
+            return None
         for r in returns:
             self.logger.log(self.global_step, {"eval/episodic_return": r})
         self.logger.log(self.global_step, {"eval/return_mean": float(np.mean(returns))})
-        self.eval_time += time.time() - start
         return returns
 
     def save(self) -> None:
@@ -1650,13 +1675,14 @@ class Run:
             **state,
             "progress": {"global_step": self.global_step, "update": self.update, "episodes": self.episodes,
                          "recent_returns": list(self.recent_returns),
-                         "train_time": self.earlier_time + self.session_train_time()},
+                         "train_time": self.earlier_time + self.session_train_time(),
+                         "log_time": time.time() - self.logger.start, "eval_missed": self.eval_missed},
             "rng": rng_state(),
         })
 
     def finish(self, envs: Optional[gym.vector.SyncVectorEnv]) -> dict:
-        """Save model.pt, evaluate (unless stopped), write summary.json, close the logs; the summary."""
-        interrupted = self.stop.requested
+        """Save model.pt, evaluate (unless stopped, before or during it), write summary.json, close the
+        logs; the summary."""
         train_time = self.earlier_time + self.session_train_time()
         if envs is not None:
             envs.close()
@@ -1671,13 +1697,15 @@ class Run:
             "sps": round(self.global_step / train_time, 1) if self.global_step else None,
             "episodes": self.episodes,
             "final_return_mean": float(np.mean(self.recent_returns)) if self.recent_returns else None,
-            "interrupted": interrupted,
-            "signal": signal.Signals(self.stop.signum).name if interrupted else None,
-            "sha256": self.config["sha256"],
         }
-        if self.args.eval_episodes > 0 and not interrupted:
+        eval_returns = None
+        if self.args.eval_episodes > 0 and not self.stop.requested:
             video_dir = os.path.join(self.run_dir, "videos") if self.args.capture_video else None
-            eval_returns = self.evaluate(video_dir)
+            eval_returns = self.evaluate(video_dir)  # None if a stop cuts it short: --resume makes it
+        interrupted = self.stop.requested
+        summary.update({"interrupted": interrupted, "signal": signal.Signals(self.stop.signum).name if interrupted else None,
+                        "sha256": self.config["sha256"]})
+        if eval_returns is not None:
             summary["eval_return_mean"] = float(np.mean(eval_returns))
             summary["eval_return_std"] = float(np.std(eval_returns))
         write_json(os.path.join(self.run_dir, "summary.json"), summary)

@@ -200,6 +200,7 @@ def test_resume_refuses_what_it_cannot_continue(run, tmp_path):
         f"error: --resume {run_dir}: the run already has 128 steps; give a larger --total-timesteps to train on"]
     for args, needle in [(["--total-timesteps", "1024", "--num-envs", "4"], "--num-envs"),
                          (["--total-timesteps", "1024", "--env-id", "Acrobot-v1"], "--env-id"),
+                         (["--total-timesteps", "1024", "--seed", "7"], "--seed"),
                          (["--total-timesteps", "1024", "--load-model", "x.pt"], "--load-model")]:
         with pytest.raises(m.ConfigError, match=needle):
             m.main(m.parse_args(["--resume", run_dir, *args]))
@@ -319,6 +320,44 @@ def test_a_run_stopped_in_its_last_update_resumes_to_its_final_evaluation(tmp_pa
         m.main(m.parse_args(["--resume", run_dir, "--total-timesteps", "64"]))
     summary = m.main(m.parse_args(["--resume", run_dir, "--total-timesteps", "128"]))
     assert summary["interrupted"] is False and summary["global_step"] == 128 and "eval_return_mean" in summary
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_a_stop_during_an_evaluation_cuts_it_short_and_resume_makes_it(tmp_path, monkeypatch, name):
+    """A stop in an evaluation ends it after the current env step with nothing logged of it: during
+    training the run then stops (exit 128 + signal), saved, and --resume makes that evaluation first;
+    in the final evaluation the run ends interrupted, and --resume makes it."""
+    m = MODULES[name]
+    at = {"stop": m.StopRequest(), "step": 230, "steps": 0}  # Pendulum: 200-step episodes
+
+    def count(*args, **kwargs):  # deterministic actions are taken in evaluations only
+        at["steps"] += 1
+        if at["steps"] == at["step"]:
+            at["stop"].signum = 15
+
+    spy(monkeypatch, m.Agent, "deterministic_action", before=count)
+    summary = m.main(m.Args(env_id="Pendulum-v1", total_timesteps=256, eval_every=128, eval_episodes=2, cuda=False,
+                            output_dir=str(tmp_path / "runs"), **TINY[name]), at["stop"])
+    (run_dir,) = glob.glob(str(tmp_path / "runs" / "*"))
+    assert summary["interrupted"] is True and summary["signal"] == "SIGTERM" and summary["global_step"] == 128
+    assert "eval_return_mean" not in summary and at["steps"] == 230  # ended there; no final evaluation began
+    assert not [r for r in read_metrics(run_dir) if "eval/return_mean" in r or "eval/episodic_return" in r]
+
+    at.update(stop=m.StopRequest(), step=400 + 210, steps=0)  # the final evaluation's 2nd episode
+    summary = m.main(m.parse_args(["--resume", run_dir]), at["stop"])
+    assert summary["interrupted"] is True and summary["global_step"] == 256 and "eval_return_mean" not in summary
+    assert at["steps"] == 610
+    # the missed evaluation, made first, at its step; nothing of the final one
+    assert [r["global_step"] for r in read_metrics(run_dir) if "eval/return_mean" in r] == [128]
+
+    summary = m.main(m.parse_args(["--resume", run_dir]))  # only the final evaluation is left
+    assert summary["interrupted"] is False and summary["global_step"] == 256 and "eval_return_mean" in summary
+    metrics = read_metrics(run_dir)
+    assert [r["global_step"] for r in metrics if "eval/return_mean" in r] == [128, 256]
+    assert sum("eval/episodic_return" in r for r in metrics) == 4
+    assert len(update_records(metrics)) == 256 // 64
+    times = [r["time"] for r in metrics]
+    assert times == sorted(times)  # the log's clock runs on across sessions
 
 
 @pytest.mark.parametrize("name", SCRIPTS)

@@ -600,20 +600,23 @@ def test_a_non_finite_loss_undoes_its_update_and_saves_the_run(tmp_path, monkeyp
 
 
 class GuardedRun:
-    """What NonFiniteGuard needs of a Run: an agent (its parameters, actor and critic), state,
-    load_state and fail (which raises). `net` is the actor and the critic at once."""
+    """What NonFiniteGuard needs of a Run: an agent (its parameters, actor and critic), reward_rms,
+    state, load_state and fail (which raises). `net` is the actor and the critic at once."""
 
     def __init__(self, m, net, optimizer):
         self.m, self.net, self.optimizer = m, net, optimizer
         self.agent = torch.nn.Module()
         self.agent.actor = self.agent.critic = net
+        self.reward_rms = m.RunningMeanStd(())
 
     def state(self):
-        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
+        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "reward_rms": self.reward_rms.state_dict()}
 
     def load_state(self, state):
         self.net.load_state_dict(state["net"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self.reward_rms.load_state_dict(state["reward_rms"])
 
     def fail(self, message):
         raise self.m.TrainingError(message)
@@ -655,6 +658,19 @@ def test_the_non_finite_guard_checks_the_observation_statistics():
     with pytest.raises(m.TrainingError, match="non-finite loss, weights, statistics or outputs at update 2"):
         guard.check(2, 128, torch.ones(1, 2))
     assert torch.equal(net.mean, torch.zeros(2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_the_non_finite_guard_checks_the_reward_statistics(name):
+    """Reward scaling's statistics turned non-finite (every reward would then scale to 0 or NaN
+    without a loss showing it): the update is undone all the same."""
+    m, net = MODULES[name], torch.nn.Linear(2, 1)
+    run = GuardedRun(m, net, torch.optim.SGD(net.parameters(), lr=1.0))
+    guard = m.NonFiniteGuard(run)
+    run.reward_rms.var.fill_(float("inf"))
+    with pytest.raises(m.TrainingError, match="non-finite loss, weights, statistics or outputs at update 4"):
+        guard.check(4, 256, torch.ones(1, 2))
+    assert run.reward_rms.var.item() == 1.0
 
 
 @pytest.mark.parametrize("overflow", ["weights", "outputs"])

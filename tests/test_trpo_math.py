@@ -217,6 +217,37 @@ def test_policy_update_restores_the_parameters_exactly_when_the_line_search_fail
         assert torch.equal(p, b)
 
 
+@pytest.mark.parametrize("kind", ["box", "discrete"])
+def test_policy_update_uses_the_fisher_matrix_of_pi_at_theta0_after_pi_has_moved(kind, monkeypatch):
+    """A statistics update moves pi away from the stored pi_0 before the step. Every F v of the step
+    is then still the Fisher matrix of pi at theta_0 (the Hessian of the mean KL from pi_theta_0), not
+    the Hessian of the mean KL from the stored pi_0, which is not positive semi-definite here."""
+    agent, b = batch(kind)
+    torch.manual_seed(1)
+    with torch.no_grad():  # pi moves with theta unchanged, as under new statistics
+        for p in agent.policy_parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    params = agent.policy_parameters()
+    theta0 = trpo.flat_params(params)
+    with torch.no_grad():
+        here = trpo.detached(agent.dist(b.obs))
+    fisher = torch.autograd.functional.hessian(lambda th: reference_mean_kl(agent, b.obs, here, th), theta0)
+    stored = torch.autograd.functional.hessian(lambda th: reference_mean_kl(agent, b.obs, b.old_dist, th), theta0)
+    assert torch.linalg.eigvalsh(fisher).min() > -1e-10 and torch.linalg.eigvalsh(stored).min() < -1e-4
+    products = []
+    real = trpo.fisher_vector_product
+
+    def recording(grad_kl, params, v, damping):
+        products.append((v.clone(), damping, real(grad_kl, params, v, damping)))
+        return products[-1][2]
+
+    monkeypatch.setattr(trpo, "fisher_vector_product", recording)
+    trpo.trpo_policy_update(agent, b, trpo.Args(max_kl=0.01))
+    assert len(products) >= 2
+    for v, damping, fvp in products:
+        torch.testing.assert_close(fvp, fisher @ v + damping * v, rtol=1e-7, atol=1e-9)
+
+
 def test_policy_update_refuses_a_non_finite_surrogate():
     agent, b = batch("box")
     before = trpo.flat_params(agent.policy_parameters())
