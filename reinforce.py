@@ -781,20 +781,24 @@ class MetricsLogger:
             self.tb_writer.close()
 
 
-def keep_metrics_until(path: str, global_step: int) -> None:
+def keep_metrics_until(path: str, global_step: int) -> float:
     """Drop the records after `global_step` from metrics.jsonl (written after the last checkpoint by a
-    run that was then killed, or cut off mid-line), so that a resumed run's steps continue from there."""
+    run that was then killed, or cut off mid-line), so that a resumed run's steps continue from there.
+    Returns the latest `time` kept (0 if none): the final evaluation logs after the last checkpoint."""
     if not os.path.exists(path):
-        return
-    kept = []
+        return 0.0
+    kept, latest = [], 0.0
     with open(path) as f:
         for line in f:
             try:
-                if json.loads(line)["global_step"] <= global_step:
+                record = json.loads(line)
+                if record["global_step"] <= global_step:
                     kept.append(line)
+                    latest = max(latest, float(record.get("time", 0.0)))
             except (ValueError, KeyError, TypeError):
                 pass  # a line cut off by a kill
     replace_file(path, lambda f: f.writelines(kept))
+    return latest
 
 
 def replace_file(path: str, write: Callable, binary: bool = False) -> None:
@@ -969,12 +973,13 @@ class NonFiniteGuard:
         outputs on `x`, must be finite as well as every loss."""
         agent = self.run.agent
         with torch.no_grad():  # the statistics too: one inf observation makes them inf and NaN
-            tensors = [*agent.parameters(), *agent.buffers(), *self.run.reward_rms.buffers(), agent.actor(x),
-                       agent.critic(x)]
+            tensors = [*agent.parameters(), *agent.buffers(), agent.actor(x), agent.critic(x)]
         bad = ~torch.stack([torch.isfinite(t).all() for t in tensors]).all()
         if self.nonfinite is not None:
             bad = bad | self.nonfinite
-        if bool(bad):
+        # reward scaling's statistics live on the host, beside the rewards they scale
+        rewards_bad = not all(torch.isfinite(t).all() for t in self.run.reward_rms.buffers())
+        if bool(bad) or rewards_bad:
             self.stop(f"non-finite loss, weights, statistics or outputs at update {update}, global step {global_step}")
 
     def stop(self, reason: str) -> None:
@@ -1190,7 +1195,8 @@ class Run:
                                   "give a larger --total-timesteps to train on")
             if previous.get("sha256") != config["sha256"]:
                 print(f"warning: {config['script']} differs from the one that wrote this run (sha256)", file=sys.stderr)
-            keep_metrics_until(os.path.join(self.run_dir, "metrics.jsonl"), self.global_step)
+            latest = keep_metrics_until(os.path.join(self.run_dir, "metrics.jsonl"), self.global_step)
+            self.log_time = max(self.log_time, latest)  # the log's clock goes on from its last record
         else:
             if args.load_model:
                 self.restore(read_checkpoint(args.load_model, "--load-model"), config["args"], everything=False)
@@ -1298,8 +1304,10 @@ class Run:
         """The training envs and their first observations (None, None when there is nothing to train)."""
         if self.update >= self.num_updates:
             return None, None
-        if self.eval_missed and self.args.eval_every:  # the evaluation a stop cut short, due at this step
-            self.evaluate()
+        if self.eval_missed and not self.args.eval_every:
+            self.eval_missed = False  # --eval-every is off now: no evaluation is due
+        if self.eval_missed and self.evaluate() is not None:  # the one a stop cut short, due at this step
+            self.save()  # made: a kill from here on must not make it again
         envs = make_vector_env(self.args.env_id, self.args.num_envs)
         next_obs, _ = envs.reset(seed=self.env_seed)
         if not np.isfinite(next_obs).all():
@@ -1407,11 +1415,11 @@ class Run:
             "episodes": self.episodes,
             "final_return_mean": float(np.mean(self.recent_returns)) if self.recent_returns else None,
         }
-        eval_returns = None
-        if self.args.eval_episodes > 0 and not self.stop.requested:
+        interrupted, eval_returns = self.stop.requested, None  # a stop before the final evaluation
+        if self.args.eval_episodes > 0 and not interrupted:
             video_dir = os.path.join(self.run_dir, "videos") if self.args.capture_video else None
-            eval_returns = self.evaluate(video_dir)  # None if a stop cuts it short: --resume makes it
-        interrupted = self.stop.requested
+            eval_returns = self.evaluate(video_dir)
+            interrupted = eval_returns is None  # a stop cut the final evaluation short: --resume makes it
         summary.update({"interrupted": interrupted, "signal": signal.Signals(self.stop.signum).name if interrupted else None,
                         "sha256": self.config["sha256"]})
         if eval_returns is not None:

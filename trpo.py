@@ -18,10 +18,11 @@ Repeat until `--total-timesteps` environment steps have been taken:
        maximize    L(theta) = (1/|S|) sum_i sum_t  pi_1(a_it | s_it) / pi_0(a_it | s_it) * A_0(a_it, s_it)
        subject to  KLbar(theta) = (1/|S|) sum_i sum_t KL(pi_0(.|s_it) || pi_1(.|s_it)) <= delta
 
-   Linearize L around theta_0 (gradient g) and take the KL to second order (Fisher matrix F, the
-   Hessian of KLbar at theta_0): maximize g^T d subject to 1/2 d^T F d <= delta. The Lagrangian
-   gives d proportional to x = F^-1 g, the natural gradient.
-   a. x from conjugate gradient on F x = g, using only Fisher-vector products F v = grad(grad(KLbar) . v)
+   Linearize L around theta_0 (gradient g) and take the KL to second order (Fisher matrix F of pi at
+   theta_0, the Hessian there of the mean KL from pi_theta_0, which is KLbar while pi_theta_0 = pi_0):
+   maximize g^T d subject to 1/2 d^T F d <= delta. The Lagrangian gives d proportional to x = F^-1 g,
+   the natural gradient.
+   a. x from conjugate gradient on F x = g, using only Fisher-vector products F v = grad(grad(KL) . v)
       by double backpropagation: F is never formed (the solve adds `--cg-damping` to F's diagonal).
    b. the largest step the quadratic model allows: beta = sqrt(2 delta / (x^T F x)), with F undamped,
       full step beta * x.
@@ -86,8 +87,9 @@ Implementation details
 4. Discrete actions: categorical policy over logits. Box actions: diagonal Gaussian with a
    state-independent log-std parameter; log-probs, entropies and KLs summed over action dimensions
    (and averaged over states); actions sampled unclipped, clipped only when stepping the env.
-5. The KL is built against pi_0's distribution parameters *detached* from the graph: with a live
-   pi_0 the KL would be identically 0 and so would F.
+5. The KLs are built against distribution parameters *detached* from the graph (F's against pi at
+   theta_0, the line search's against pi_0 as stored): with a live reference the KL would be
+   identically 0 and so would F.
 6. Advantages normalized over the batch (population std). Every division in CG and in the step
    size is guarded by a small epsilon; CG starts from x = 0 and stops early on a small residual.
 7. Box-action environments by default: running observation normalization (clipped to +-10) and
@@ -468,7 +470,8 @@ def kl(dist0: PolicyDist, dist1: PolicyDist) -> torch.Tensor:
 
 
 def detached(dist: PolicyDist) -> PolicyDist:
-    """A copy of the distribution's parameters outside the graph: pi_0 for the KL and for F."""
+    """A copy of the distribution's parameters outside the graph: the reference of a KL (pi_0 for the
+    line search, pi at theta_0 for F)."""
     return PolicyDist(dist.out.detach().clone(), None if dist.log_std is None else dist.log_std.detach().clone())
 
 
@@ -555,9 +558,10 @@ def flat_grad(y: torch.Tensor, params: list[torch.Tensor], **kwargs) -> torch.Te
 
 def fisher_vector_product(grad_kl: torch.Tensor, params: list[torch.Tensor], v: torch.Tensor,
                           damping: float) -> torch.Tensor:
-    """(F + damping * I) v with F the Hessian of the mean KL at theta_0, by double backprop:
-    F v = d/dtheta [ (dKLbar/dtheta) . v ]. `grad_kl` must come from autograd.grad(..., create_graph=True)
-    of a KL built against a *detached* pi_0; F itself is never formed."""
+    """(F + damping * I) v with F the Hessian of a mean KL at theta_0, by double backprop:
+    F v = d/dtheta [ (dKL/dtheta) . v ]. `grad_kl` must come from autograd.grad(..., create_graph=True)
+    of a KL built against a *detached* reference (pi at theta_0 itself: F is then the Fisher matrix);
+    F itself is never formed."""
     return flat_grad(grad_kl @ v, params, retain_graph=True) + damping * v
 
 
@@ -587,7 +591,8 @@ def conjugate_gradient(Avp: Callable[[torch.Tensor], torch.Tensor], b: torch.Ten
 
 
 def max_step_size(xFx: torch.Tensor, max_kl: float, eps: float = 1e-8) -> torch.Tensor:
-    """beta = sqrt(2 delta / (x^T F x)): the step beta * x reaches KLbar = delta under the quadratic model.
+    """beta = sqrt(2 delta / (x^T F x)): the step beta * x moves pi by a mean KL of delta from pi at
+    theta_0 under the quadratic model (the line search then bounds the KL from the stored pi_0).
     (F is positive semi-definite: a rounding below 0 counts as 0.)"""
     return torch.sqrt(2 * max_kl / (xFx.clamp(min=0.0) + eps))
 
@@ -1072,20 +1077,24 @@ class MetricsLogger:
             self.tb_writer.close()
 
 
-def keep_metrics_until(path: str, global_step: int) -> None:
+def keep_metrics_until(path: str, global_step: int) -> float:
     """Drop the records after `global_step` from metrics.jsonl (written after the last checkpoint by a
-    run that was then killed, or cut off mid-line), so that a resumed run's steps continue from there."""
+    run that was then killed, or cut off mid-line), so that a resumed run's steps continue from there.
+    Returns the latest `time` kept (0 if none): the final evaluation logs after the last checkpoint."""
     if not os.path.exists(path):
-        return
-    kept = []
+        return 0.0
+    kept, latest = [], 0.0
     with open(path) as f:
         for line in f:
             try:
-                if json.loads(line)["global_step"] <= global_step:
+                record = json.loads(line)
+                if record["global_step"] <= global_step:
                     kept.append(line)
+                    latest = max(latest, float(record.get("time", 0.0)))
             except (ValueError, KeyError, TypeError):
                 pass  # a line cut off by a kill
     replace_file(path, lambda f: f.writelines(kept))
+    return latest
 
 
 def replace_file(path: str, write: Callable, binary: bool = False) -> None:
@@ -1260,12 +1269,13 @@ class NonFiniteGuard:
         outputs on `x`, must be finite as well as every loss."""
         agent = self.run.agent
         with torch.no_grad():  # the statistics too: one inf observation makes them inf and NaN
-            tensors = [*agent.parameters(), *agent.buffers(), *self.run.reward_rms.buffers(), agent.actor(x),
-                       agent.critic(x)]
+            tensors = [*agent.parameters(), *agent.buffers(), agent.actor(x), agent.critic(x)]
         bad = ~torch.stack([torch.isfinite(t).all() for t in tensors]).all()
         if self.nonfinite is not None:
             bad = bad | self.nonfinite
-        if bool(bad):
+        # reward scaling's statistics live on the host, beside the rewards they scale
+        rewards_bad = not all(torch.isfinite(t).all() for t in self.run.reward_rms.buffers())
+        if bool(bad) or rewards_bad:
             self.stop(f"non-finite loss, weights, statistics or outputs at update {update}, global step {global_step}")
 
     def stop(self, reason: str) -> None:
@@ -1481,7 +1491,8 @@ class Run:
                                   "give a larger --total-timesteps to train on")
             if previous.get("sha256") != config["sha256"]:
                 print(f"warning: {config['script']} differs from the one that wrote this run (sha256)", file=sys.stderr)
-            keep_metrics_until(os.path.join(self.run_dir, "metrics.jsonl"), self.global_step)
+            latest = keep_metrics_until(os.path.join(self.run_dir, "metrics.jsonl"), self.global_step)
+            self.log_time = max(self.log_time, latest)  # the log's clock goes on from its last record
         else:
             if args.load_model:
                 self.restore(read_checkpoint(args.load_model, "--load-model"), config["args"], everything=False)
@@ -1589,8 +1600,10 @@ class Run:
         """The training envs and their first observations (None, None when there is nothing to train)."""
         if self.update >= self.num_updates:
             return None, None
-        if self.eval_missed and self.args.eval_every:  # the evaluation a stop cut short, due at this step
-            self.evaluate()
+        if self.eval_missed and not self.args.eval_every:
+            self.eval_missed = False  # --eval-every is off now: no evaluation is due
+        if self.eval_missed and self.evaluate() is not None:  # the one a stop cut short, due at this step
+            self.save()  # made: a kill from here on must not make it again
         envs = make_vector_env(self.args.env_id, self.args.num_envs)
         next_obs, _ = envs.reset(seed=self.env_seed)
         if not np.isfinite(next_obs).all():
@@ -1698,11 +1711,11 @@ class Run:
             "episodes": self.episodes,
             "final_return_mean": float(np.mean(self.recent_returns)) if self.recent_returns else None,
         }
-        eval_returns = None
-        if self.args.eval_episodes > 0 and not self.stop.requested:
+        interrupted, eval_returns = self.stop.requested, None  # a stop before the final evaluation
+        if self.args.eval_episodes > 0 and not interrupted:
             video_dir = os.path.join(self.run_dir, "videos") if self.args.capture_video else None
-            eval_returns = self.evaluate(video_dir)  # None if a stop cuts it short: --resume makes it
-        interrupted = self.stop.requested
+            eval_returns = self.evaluate(video_dir)
+            interrupted = eval_returns is None  # a stop cut the final evaluation short: --resume makes it
         summary.update({"interrupted": interrupted, "signal": signal.Signals(self.stop.signum).name if interrupted else None,
                         "sha256": self.config["sha256"]})
         if eval_returns is not None:

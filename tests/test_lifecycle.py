@@ -10,6 +10,7 @@ import glob
 import json
 import os
 import random
+import time
 
 import numpy as np
 import pytest
@@ -334,6 +335,7 @@ def test_a_stop_during_an_evaluation_cuts_it_short_and_resume_makes_it(tmp_path,
         at["steps"] += 1
         if at["steps"] == at["step"]:
             at["stop"].signum = 15
+        time.sleep(0.001)  # evaluations that take longer than a resumed run's start and first rollout
 
     spy(monkeypatch, m.Agent, "deterministic_action", before=count)
     summary = m.main(m.Args(env_id="Pendulum-v1", total_timesteps=256, eval_every=128, eval_episodes=2, cuda=False,
@@ -350,14 +352,28 @@ def test_a_stop_during_an_evaluation_cuts_it_short_and_resume_makes_it(tmp_path,
     # the missed evaluation, made first, at its step; nothing of the final one
     assert [r["global_step"] for r in read_metrics(run_dir) if "eval/return_mean" in r] == [128]
 
+    checkpoint = torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)
+    assert checkpoint["progress"]["eval_missed"] is False
+
     summary = m.main(m.parse_args(["--resume", run_dir]))  # only the final evaluation is left
     assert summary["interrupted"] is False and summary["global_step"] == 256 and "eval_return_mean" in summary
     metrics = read_metrics(run_dir)
     assert [r["global_step"] for r in metrics if "eval/return_mean" in r] == [128, 256]
     assert sum("eval/episodic_return" in r for r in metrics) == 4
     assert len(update_records(metrics)) == 256 // 64
+
+    # trained further, after its final evaluation: the log's clock runs on from that evaluation's records
+    # (logged after the checkpoint); and an evaluation noted as missed is not made once --eval-every is 0
+    checkpoint = torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)
+    checkpoint["progress"]["eval_missed"] = True
+    torch.save(checkpoint, os.path.join(run_dir, "model.pt"))
+    summary = m.main(m.parse_args(["--resume", run_dir, "--total-timesteps", "320", "--eval-every", "0"]))
+    metrics = read_metrics(run_dir)
+    assert [r["global_step"] for r in metrics if "eval/return_mean" in r] == [128, 256, 320]
     times = [r["time"] for r in metrics]
-    assert times == sorted(times)  # the log's clock runs on across sessions
+    assert times == sorted(times)
+    checkpoint = torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)
+    assert checkpoint["progress"]["eval_missed"] is False
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
