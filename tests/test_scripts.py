@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from conftest import ROOT, run_script
+from test_loops import without_timings
 
 # Per script: flags for a tiny batch (2 envs x 128 steps), the flag whose value must divide the
 # batch, and the metrics only that script logs.
@@ -218,10 +219,7 @@ def test_same_seed_same_metrics_another_seed_others(run, tmp_path, script, env_i
         assert_ok(proc)
         dirs += run_dirs(tmp_path / name)
 
-    def strip(records):
-        return [{k: v for k, v in r.items() if k not in ("time", "charts/SPS")} for r in records]
-
-    a, b, c = (strip(read_metrics(d)) for d in dirs)
+    a, b, c = (without_timings(read_metrics(d)) for d in dirs)
     assert any("charts/episodic_return" in r for r in a) and any("eval/episodic_return" in r for r in a)
     assert a == b
     # --seed reaches the weights, the envs and the sampling: the first update already differs

@@ -12,7 +12,7 @@ import torch
 from torch.distributions import Categorical, Normal, kl_divergence
 
 import trpo
-from test_loops import assert_same
+from test_loops import assert_same, spy
 
 SPACES = {"box": gym.spaces.Box(-1.0, 1.0, (2,)), "discrete": gym.spaces.Discrete(3)}
 
@@ -234,17 +234,10 @@ def test_policy_update_uses_the_fisher_matrix_of_pi_at_theta0_after_pi_has_moved
     fisher = torch.autograd.functional.hessian(lambda th: reference_mean_kl(agent, b.obs, here, th), theta0)
     stored = torch.autograd.functional.hessian(lambda th: reference_mean_kl(agent, b.obs, b.old_dist, th), theta0)
     assert torch.linalg.eigvalsh(fisher).min() > -1e-10 and torch.linalg.eigvalsh(stored).min() < -1e-4
-    products = []
-    real = trpo.fisher_vector_product
-
-    def recording(grad_kl, params, v, damping):
-        products.append((v.clone(), damping, real(grad_kl, params, v, damping)))
-        return products[-1][2]
-
-    monkeypatch.setattr(trpo, "fisher_vector_product", recording)
+    products = spy(monkeypatch, trpo, "fisher_vector_product")
     trpo.trpo_policy_update(agent, b, trpo.Args(max_kl=0.01))
     assert len(products) >= 2
-    for v, damping, fvp in products:
+    for (_, _, v, damping), _, fvp in products:
         torch.testing.assert_close(fvp, fisher @ v + damping * v, rtol=1e-7, atol=1e-9)
 
 
