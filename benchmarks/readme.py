@@ -107,7 +107,8 @@ def reference_table(algos: list[str], rows: dict) -> list[str]:
     if not lines:
         return []
     return ["Against the reference figures (other machines, often other env versions, budgets and fewer seeds), each on "
-            "the metric it reports:", "", "| env | script | reference | metric | ours: IQM [95% CI] | ours against it |",
+            "the metric it reports (ours is the final return; a \"max of curve\" reference is the best point of its "
+            "curve, which favours it):", "", "| env | script | reference | metric | ours: IQM [95% CI] | ours against it |",
             "| --- | --- | --- | --- | ---: | --- |", *lines]
 
 

@@ -11,7 +11,8 @@ Beside it, the steps/s of every update after the first (the first pays for start
     python benchmarks/speed.py --variants plain compile cuda cuda-compile cuda-cudagraphs   # on a GPU machine
     python benchmarks/speed.py --algos ppo --env-id HalfCheetah-v4 --timesteps 200000
 
-Writes a table to stdout and to benchmarks/results/speed.md (with the commit, machine and date).
+Writes a table to stdout and to a new file (by default benchmarks/results/speed_<cpu>[_<gpu>]_<date>_<commit>.md,
+with the commit, machine and date inside); an existing file is never overwritten.
 """
 
 from __future__ import annotations
@@ -109,8 +110,9 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=["plain"], choices=sorted(VARIANTS),
                         help="plain: default flags on the CPU; compile: --compile (its one-time compile is in the "
                         "time); cuda, cuda-compile, cuda-cudagraphs: --cuda, with --compile, with --cudagraphs too")
-    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "speed.md"),
-                        help="where the table goes (markdown)")
+    parser.add_argument("--out", default=None,
+                        help="where the table goes (markdown; a new file: an existing one is refused); default: "
+                        "benchmarks/results/speed_<cpu>[_<gpu>]_<date>_<commit>.md")
     parser.add_argument("extra", nargs="*", help="flags passed to every script (after --)")
     args = parser.parse_args()
 
@@ -122,6 +124,13 @@ def main() -> None:
         print(f"error: --variants {' '.join(on_gpu)}: CUDA is not available on this machine", file=sys.stderr)
         sys.exit(2)
     device = f"GPU: {torch.cuda.get_device_name(0)}, " if on_gpu else ""
+    if args.out is None:
+        names = [machine().split(",")[0]] + ([torch.cuda.get_device_name(0)] if on_gpu else [])
+        slug = "_".join(re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") for name in names)
+        args.out = os.path.join(ROOT, "benchmarks", "results", f"speed_{slug}_{datetime.date.today().isoformat()}_{commit()}.md")
+    if os.path.exists(args.out):
+        print(f"error: --out {args.out} exists: a record is never overwritten; give another --out", file=sys.stderr)
+        sys.exit(2)
     rows = []
     for algo in args.algos:
         for variant in args.variants:

@@ -425,6 +425,15 @@ def test_speed_measures_training_against_the_raw_env_in_one_run(tmp_path):
     assert steady > 0 and steady_ratio == pytest.approx(steady / raw, abs=0.006) and compile_s == 0.0
 
 
+def test_speed_never_overwrites_a_record(tmp_path):
+    out = tmp_path / "speed.md"
+    out.write_text("a record")
+    proc = subprocess.run([sys.executable, SPEED, "--algos", "ppo", "--env-id", "CartPole-v1", "--out", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: --out ") and len(proc.stderr.splitlines()) == 1
+    assert out.read_text() == "a record"
+
+
 def load_speed():
     spec_ = importlib.util.spec_from_file_location("bench_speed", SPEED)
     speed = importlib.util.module_from_spec(spec_)
