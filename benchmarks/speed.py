@@ -3,6 +3,8 @@
 For each script and variant: the raw environment's steps/s with random actions (one `gym.make` env,
 reset when an episode ends, no learning), then the script's training steps/s (its own `summary.json`,
 one torch thread), then the raw speed once more; the ratio is training / mean(raw before, raw after).
+The record gives both raw measurements: where they differ much, the host's speed moved during the
+run and its ratios are uncertain by about as much.
 Beside it, the steps/s of every update after the first (the first pays for start-up and, with
 --compile, for compiling, which starts from an empty cache and whose seconds are reported).
 
@@ -94,6 +96,14 @@ def fmt(value: float | None, raw: float | None = None) -> str:
     return f"{value / raw:.2f}" if raw else f"{value:.0f}"
 
 
+def table_row(algo: str, variant: str, before: float, after: float, train: float, steady: float | None,
+              compile_s: float) -> str:
+    """One script's row of the record: the ratios divide by the mean of the two raw measurements."""
+    raw = (before + after) / 2
+    return (f"| {algo}.py | {variant} | {raw:.0f} | {before:.0f} / {after:.0f} | {train:.0f} | {train / raw:.2f} "
+            f"| {fmt(steady)} | {fmt(steady, raw)} | {compile_s:.1f} |")
+
+
 def platform_text() -> str:
     import platform
 
@@ -138,8 +148,9 @@ def main() -> None:
             train, steady, compile_s = training_sps(algo, args.env_id, args.timesteps, [*VARIANTS[variant], *args.extra])
             after = raw_env_sps(args.env_id, args.raw_steps)
             raw = (before + after) / 2
-            rows.append((algo, variant, raw, train, steady, compile_s))
-            print(f"{algo:10s} {variant:15s} raw env {raw:8.0f} steps/s | training {train:8.0f} steps/s "
+            rows.append((algo, variant, before, after, train, steady, compile_s))
+            print(f"{algo:10s} {variant:15s} raw env {raw:8.0f} steps/s ({before:.0f} before, {after:.0f} after) "
+                  f"| training {train:8.0f} steps/s "
                   f"| ratio {train / raw:.2f} | after the first update {fmt(steady)} steps/s, ratio {fmt(steady, raw)} "
                   f"| compiling {compile_s:.1f} s", flush=True)
 
@@ -155,10 +166,10 @@ def main() -> None:
         "- ratio: training / raw; after the first update: the steps/s of every update but the first, which"
         " holds start-up and, with --compile, the compiling (an empty compile cache: the seconds are the last column)",
         "",
-        "| script | variant | raw env steps/s | training steps/s | ratio | after the first update: steps/s | ratio | compiling, s |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-        *[f"| {algo}.py | {variant} | {raw:.0f} | {train:.0f} | {train / raw:.2f} | {fmt(steady)} | {fmt(steady, raw)} "
-          f"| {compile_s:.1f} |" for algo, variant, raw, train, steady, compile_s in rows],
+        "| script | variant | raw env steps/s | raw before / after | training steps/s | ratio "
+        "| after the first update: steps/s | ratio | compiling, s |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *[table_row(*row) for row in rows],
         "",
     ]
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

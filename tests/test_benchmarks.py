@@ -420,7 +420,10 @@ def test_speed_measures_training_against_the_raw_env_in_one_run(tmp_path):
     text = out.read_text()
     assert "plain = `--no-cuda`" in text and "command: `python benchmarks/speed.py --algos ppo" in text
     (row,) = [line for line in text.splitlines() if line.startswith("| ppo.py | plain |")]
-    raw, train, ratio, steady, steady_ratio, compile_s = (float(x) for x in row.strip("| ").split(" | ")[2:])
+    raw, around, *figures = row.strip("| ").split(" | ")[2:]
+    raw, (before, after), (train, ratio, steady, steady_ratio, compile_s) = (
+        float(raw), (float(x) for x in around.split(" / ")), (float(x) for x in figures))
+    assert raw == pytest.approx((before + after) / 2, abs=1)
     assert raw > 0 and train > 0 and ratio == pytest.approx(train / raw, abs=0.006)
     assert steady > 0 and steady_ratio == pytest.approx(steady / raw, abs=0.006) and compile_s == 0.0
 
@@ -442,7 +445,7 @@ def load_speed():
 
 
 def test_speed_ratio_is_training_over_the_mean_raw_speed_around_it(tmp_path, monkeypatch):
-    """Known measurements in, the table's figures out: raw = mean(before, after) for each row, the
+    """Known measurements in, the table's figures out: both raw measurements and their mean for each row, the
     variant's flags reach the script, and the ratios divide by that row's raw speed."""
     speed, raw_speeds, trained = load_speed(), iter([1000.0, 3000.0, 4000.0, 6000.0]), []
     monkeypatch.setattr(speed, "raw_env_sps", lambda env_id, steps: next(raw_speeds))
@@ -458,8 +461,8 @@ def test_speed_ratio_is_training_over_the_mean_raw_speed_around_it(tmp_path, mon
     speed.main()
     assert trained == [("trpo", "Pendulum-v1", 64, ["--no-cuda"]), ("trpo", "Pendulum-v1", 64, ["--no-cuda", "--compile"])]
     rows = [line for line in out.read_text().splitlines() if line.startswith("| trpo.py |")]
-    assert rows == ["| trpo.py | plain | 2000 | 1500 | 0.75 | 1800 | 0.90 | 0.0 |",
-                    "| trpo.py | compile | 5000 | 3000 | 0.60 | 4500 | 0.90 | 9.5 |"]
+    assert rows == ["| trpo.py | plain | 2000 | 1000 / 3000 | 1500 | 0.75 | 1800 | 0.90 | 0.0 |",
+                    "| trpo.py | compile | 5000 | 4000 / 6000 | 3000 | 0.60 | 4500 | 0.90 | 9.5 |"]
 
 
 def test_speed_after_the_first_update_from_the_cumulative_steps_per_second(tmp_path):
