@@ -416,6 +416,21 @@ def test_trust_region_holds_between_consecutive_acting_policies_on_raw_observati
         assert set(frozen) == {0}
 
 
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="known limitation (README, TRPO section): with a delta below the first batch's "
+                   "normalizer KL, every coordinate is frozen and the batch is never counted")
+def test_a_tiny_delta_still_lets_the_observation_statistics_learn(tmp_path):
+    """What trpo.py should do and does not yet: however small max_kl, the statistics learn from the
+    batches (the first batch's fallback could rewrite the first layers as later batches do), so not
+    every coordinate stays frozen. Today, with max_kl = 1e-7 on Pendulum-v1, all 3 stay frozen on all
+    4 updates. When this passes, remove the xfail mark and the README's limitation."""
+    trpo.main(trpo.Args(env_id="Pendulum-v1", total_timesteps=128 * 4, num_envs=2, num_steps=64, vf_num_minibatches=4,
+                        vf_update_epochs=2, max_kl=1e-7, eval_episodes=0, cuda=False, output_dir=str(tmp_path)))
+    (metrics,) = glob.glob(str(tmp_path / "*" / "metrics.jsonl"))
+    frozen = [json.loads(line)["trpo/statistics_frozen"] for line in open(metrics) if "trpo/statistics_frozen" in line]
+    assert len(frozen) == 4 and frozen[-1] < 3, frozen
+
+
 @pytest.mark.parametrize("kind", ["box", "discrete"])
 def test_policy_dist_helpers_match_torch_distributions(kind):
     """log_prob, entropy and kl on PolicyDist, and detached: a copy outside the graph."""
