@@ -12,7 +12,7 @@ import torch
 from torch.distributions import Categorical, Normal, kl_divergence
 
 import trpo
-from test_loops import assert_same, spy
+from test_loops import assert_same, run_main, spy
 
 SPACES = {"box": gym.spaces.Box(-1.0, 1.0, (2,)), "discrete": gym.spaces.Discrete(3)}
 
@@ -424,10 +424,8 @@ def test_a_tiny_delta_still_lets_the_observation_statistics_learn(tmp_path):
     batches (the first batch's fallback could rewrite the first layers as later batches do), so not
     every coordinate stays frozen. Today, with max_kl = 1e-7 on Pendulum-v1, all 3 stay frozen on all
     4 updates. When this passes, remove the xfail mark and the README's limitation."""
-    trpo.main(trpo.Args(env_id="Pendulum-v1", total_timesteps=128 * 4, num_envs=2, num_steps=64, vf_num_minibatches=4,
-                        vf_update_epochs=2, max_kl=1e-7, eval_episodes=0, cuda=False, output_dir=str(tmp_path)))
-    (metrics,) = glob.glob(str(tmp_path / "*" / "metrics.jsonl"))
-    frozen = [json.loads(line)["trpo/statistics_frozen"] for line in open(metrics) if "trpo/statistics_frozen" in line]
+    _, metrics = run_main("trpo", tmp_path, env_id="Pendulum-v1", total_timesteps=128 * 4, num_steps=64, max_kl=1e-7)
+    frozen = [r["trpo/statistics_frozen"] for r in metrics if "trpo/statistics_frozen" in r]
     assert len(frozen) == 4 and frozen[-1] < 3, frozen
 
 
