@@ -57,7 +57,9 @@ the policy collapsed from a return of 1000 to under 150. Two things close that g
       of the rewrite then keep their old mean and variance for this batch (`trpo/statistics_frozen`
       counts them; all of them if that is not enough), and the step is taken again. They stay where
       they are for as long as moving them would leave the region (the sample count, one for all
-      coordinates, still grows, so a later merge moves them less than the batch alone would).
+      coordinates, still grows, so a later merge moves them less than the batch alone would). On
+      the first batch (a delta below the replacement's own KL) the fallback rewrites the coordinates
+      the placeholders do not clip, as on any later batch, so the statistics still learn.
 (b) alone, without (a), also keeps InvertedPendulum-v4 at 1000, but the statistics update then
 spends part of each update's delta (up to 0.32 delta there), more where the statistics move fast,
 and all of it once they move the policy by delta, when no step can be accepted; and the critic, which
@@ -367,17 +369,24 @@ class Agent(nn.Module):
         function was flat (e.g. a contact force that was 0 until now, whose std was ~1e-4), and
         preserving it would multiply that coordinate's weights by s_1 / s_0 (1e4 on Humanoid-v4).
         The coordinates in `frozen` keep their mean and variance (and so their part of the function;
-        all of them: the batch is not counted either). Returns the coordinates whose change the
-        rewrite does not undo (the first batch: all)."""
-        if frozen is not None and bool(frozen.all()):
-            return frozen
+        all of them: the batch is not counted either). On the first batch, `frozen` (given when the
+        replacement alone moved pi by more than delta) instead asks for a batch like any later one:
+        the coordinates the placeholder statistics do not clip are rewritten, the clipped ones keep
+        their placeholders. Returns the coordinates whose change the rewrite does not undo (the first
+        batch without `frozen`: all)."""
         first_batch = bool(self.obs_rms.count < 1)
+        if frozen is not None and bool(frozen.all()) and not first_batch:
+            return frozen
         mean0, var0, std0 = self.obs_rms.mean.clone(), self.obs_rms.var.clone(), self.obs_rms.std()
         unclipped = ((obs.to(mean0.dtype) - mean0).abs() <= self.clip_obs * std0).all(0)
+        if first_batch and frozen is not None:
+            frozen = ~unclipped
+            if bool(frozen.all()):
+                return frozen
         self.obs_rms.update(obs)
         if frozen is not None:
             self.obs_rms.mean[frozen], self.obs_rms.var[frozen] = mean0[frozen], var0[frozen]
-        if first_batch:
+        if first_batch and frozen is None:
             return torch.ones_like(unclipped)
         mean1, std1 = self.obs_rms.mean, self.obs_rms.std()
         for first_layer in (self.actor[0], self.critic[0]):
@@ -831,8 +840,7 @@ def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
                 # are rewritten exactly; if pi still moves by more than delta, all keep theirs), and
                 # the step is taken again.
                 agent.load_state_dict(acting)
-                agent.update_obs_stats(b_obs, frozen=not_rewritten)
-                statistics_frozen = int(not_rewritten.sum())
+                statistics_frozen = int(agent.update_obs_stats(b_obs, frozen=not_rewritten).sum())
                 with torch.no_grad():
                     normalizer_kl = kl(old_dist, agent.dist(b_obs)).mean().item()
                 if not normalizer_kl <= args.max_kl:

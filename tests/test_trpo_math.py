@@ -12,7 +12,7 @@ import torch
 from torch.distributions import Categorical, Normal, kl_divergence
 
 import trpo
-from test_loops import assert_same, run_main, spy
+from test_loops import assert_same, record_agents, run_main, spy
 
 SPACES = {"box": gym.spaces.Box(-1.0, 1.0, (2,)), "discrete": gym.spaces.Discrete(3)}
 
@@ -380,6 +380,29 @@ def test_frozen_coordinates_keep_their_statistics_and_the_policy_keeps_its_outpu
     assert_same(acting, agent.state_dict(), "all frozen")
 
 
+def test_first_batch_fallback_rewrites_the_unclipped_coordinates_and_counts_the_batch():
+    """The first batch's fallback (its plain replacement moved pi by more than delta): the coordinates
+    the placeholder statistics (mean 0, std 1) do not clip are merged and rewritten, so pi keeps its
+    outputs on the batch; a clipped one keeps its placeholders; the batch is counted. Every coordinate
+    clipped: nothing changes, the count included."""
+    agent, _ = tiny_agent("box")
+    agent.norm_obs = True
+    placeholders = copy.deepcopy(agent.state_dict())
+    batch = 3.0 + 2.0 * torch.randn(300, 3, dtype=torch.float64)
+    batch[:, 2] += 40.0  # beyond the placeholders' clip (+-10) on every row
+    before = torch_dist(agent, batch)
+    assert agent.update_obs_stats(batch).all()  # the plain first batch: replaced, nothing rewritten
+    agent.load_state_dict(placeholders)
+    assert agent.update_obs_stats(batch, frozen=torch.ones(3, dtype=torch.bool)).tolist() == [False, False, True]
+    assert agent.obs_rms.var[2] == 1 and agent.obs_rms.mean[2] == 0
+    assert (agent.obs_rms.mean[:2] - 3.0).abs().max() < 0.5 and agent.obs_rms.count > 300
+    assert kl_divergence(before, torch_dist(agent, batch)).max() < 1e-12
+    agent.load_state_dict(placeholders)
+    all_clipped = batch + 100.0
+    assert agent.update_obs_stats(all_clipped, frozen=torch.ones(3, dtype=torch.bool)).all()
+    assert_same(placeholders, agent.state_dict(), "all clipped")
+
+
 @pytest.mark.parametrize("env_id", ["DriftingObs-v0", "ContactObs-v0"])
 def test_trust_region_holds_between_consecutive_acting_policies_on_raw_observations(tmp_path, monkeypatch, env_id):
     """A real run whose observation statistics keep moving (DriftingObs: the rewrite keeps the
@@ -416,17 +439,18 @@ def test_trust_region_holds_between_consecutive_acting_policies_on_raw_observati
         assert set(frozen) == {0}
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="known limitation (README, TRPO section): with a delta below the first batch's "
-                   "normalizer KL, every coordinate is frozen and the batch is never counted")
-def test_a_tiny_delta_still_lets_the_observation_statistics_learn(tmp_path):
-    """What trpo.py should do and does not yet: however small max_kl, the statistics learn from the
-    batches (the first batch's fallback could rewrite the first layers as later batches do), so not
-    every coordinate stays frozen. Today, with max_kl = 1e-7 on Pendulum-v1, all 3 stay frozen on all
-    4 updates. When this passes, remove the xfail mark and the README's limitation."""
+def test_a_tiny_delta_still_lets_the_observation_statistics_learn(tmp_path, monkeypatch):
+    """However small max_kl, the statistics learn from the batches and the region holds: with 1e-7
+    on Pendulum-v1 the first batch's replacement moves pi by more than delta, and its fallback
+    rewrites the first layers as later batches do (no coordinate is frozen: the placeholders clip
+    none of Pendulum's), instead of freezing every coordinate and never counting a batch."""
+    agents = record_agents(monkeypatch, trpo)
     _, metrics = run_main("trpo", tmp_path, env_id="Pendulum-v1", total_timesteps=128 * 4, num_steps=64, max_kl=1e-7)
-    frozen = [r["trpo/statistics_frozen"] for r in metrics if "trpo/statistics_frozen" in r]
-    assert len(frozen) == 4 and frozen[-1] < 3, frozen
+    logged = [r for r in metrics if "trpo/statistics_frozen" in r]
+    assert len(logged) == 4 and [r["trpo/statistics_frozen"] for r in logged] == [0, 0, 0, 0]
+    assert all(r["trpo/kl_after_step"] <= 1e-7 and r["charts/normalizer_kl"] <= 1e-7 for r in logged)
+    (agent,) = agents
+    assert agent.obs_rms.count >= 512 and agent.obs_rms.var[2] > 4  # counted; Pendulum's angular velocity: var 14 here, placeholder 1
 
 
 @pytest.mark.parametrize("kind", ["box", "discrete"])
