@@ -57,9 +57,11 @@ the policy collapsed from a return of 1000 to under 150. Two things close that g
       of the rewrite then keep their old mean and variance for this batch (`trpo/statistics_frozen`
       counts them; all of them if that is not enough), and the step is taken again. They stay where
       they are for as long as moving them would leave the region (the sample count, one for all
-      coordinates, still grows, so a later merge moves them less than the batch alone would). On
-      the first batch (a delta below the replacement's own KL) the fallback rewrites the coordinates
-      the placeholders do not clip, as on any later batch, so the statistics still learn.
+      coordinates, still grows, so a later merge moves them less than the batch alone would, and a
+      frozen coordinate's old statistics weigh as much as the samples it did not take in). On the
+      first batch (a delta below the replacement's own KL) the fallback merges the batch with the
+      rewrite wherever that is exact on it, so the statistics still learn; the coordinates that the
+      placeholders or the new statistics clip keep their placeholders.
 (b) alone, without (a), also keeps InvertedPendulum-v4 at 1000, but the statistics update then
 spends part of each update's delta (up to 0.32 delta there), more where the statistics move fast,
 and all of it once they move the policy by delta, when no step can be accepted; and the critic, which
@@ -369,25 +371,35 @@ class Agent(nn.Module):
         function was flat (e.g. a contact force that was 0 until now, whose std was ~1e-4), and
         preserving it would multiply that coordinate's weights by s_1 / s_0 (1e4 on Humanoid-v4).
         The coordinates in `frozen` keep their mean and variance (and so their part of the function;
-        all of them: the batch is not counted either). On the first batch, `frozen` (given when the
-        replacement alone moved pi by more than delta) instead asks for a batch like any later one:
-        the coordinates the placeholder statistics do not clip are rewritten, the clipped ones keep
-        their placeholders. Returns the coordinates whose change the rewrite does not undo (the first
-        batch without `frozen`: all)."""
+        all of them: the batch is not counted either).
+
+        On the first batch `frozen` is a request, its contents unread: the replacement alone moved
+        pi by more than delta, so the batch is merged like any later one, with the rewrite, in every
+        coordinate where that is exact on this batch (neither the placeholders nor the new statistics
+        clip it); the others keep their placeholders, i.e. the raw input the acting policy read.
+        Those weights then read the raw observation's scale (W diag(s_1)), as pi_0 did.
+
+        Returns the coordinates left out of the rewrite: renormalized without it, or, with `frozen`,
+        kept as they were (the first batch without `frozen`: all)."""
         first_batch = bool(self.obs_rms.count < 1)
         if frozen is not None and bool(frozen.all()) and not first_batch:
             return frozen
-        mean0, var0, std0 = self.obs_rms.mean.clone(), self.obs_rms.var.clone(), self.obs_rms.std()
-        unclipped = ((obs.to(mean0.dtype) - mean0).abs() <= self.clip_obs * std0).all(0)
-        if first_batch and frozen is not None:
-            frozen = ~unclipped
-            if bool(frozen.all()):
-                return frozen
+        mean0, var0, count0, std0 = (self.obs_rms.mean.clone(), self.obs_rms.var.clone(), self.obs_rms.count.clone(),
+                                     self.obs_rms.std())
+        obs = obs.to(mean0.dtype)
+        unclipped = ((obs - mean0).abs() <= self.clip_obs * std0).all(0)
         self.obs_rms.update(obs)
-        if frozen is not None:
-            self.obs_rms.mean[frozen], self.obs_rms.var[frozen] = mean0[frozen], var0[frozen]
         if first_batch and frozen is None:
             return torch.ones_like(unclipped)
+        if first_batch:  # the first batch's fallback: rewrite only where the rewrite is exact on the batch
+            unclipped &= ((obs - self.obs_rms.mean).abs() <= self.clip_obs * self.obs_rms.std()).all(0)
+            frozen = ~unclipped
+            if bool(frozen.all()):
+                for buffer, before in ((self.obs_rms.mean, mean0), (self.obs_rms.var, var0), (self.obs_rms.count, count0)):
+                    buffer.copy_(before)  # nothing merged, the count included
+                return frozen
+        if frozen is not None:
+            self.obs_rms.mean[frozen], self.obs_rms.var[frozen] = mean0[frozen], var0[frozen]
         mean1, std1 = self.obs_rms.mean, self.obs_rms.std()
         for first_layer in (self.actor[0], self.critic[0]):
             preserve_first_layer(first_layer, mean0, std0, mean1, std1, unclipped)
@@ -838,7 +850,8 @@ def main(args: Args, stop: Optional[StopRequest] = None) -> dict:
                 # No step accepted: the statistics update alone moved pi by more than delta, through the
                 # coordinates the rewrite leaves out. They keep their statistics this time (the others'
                 # are rewritten exactly; if pi still moves by more than delta, all keep theirs), and
-                # the step is taken again.
+                # the step is taken again. On the first batch, which rewrote nothing, the coordinates
+                # where the rewrite is exact are rewritten now and only the others keep their placeholders.
                 agent.load_state_dict(acting)
                 statistics_frozen = int(agent.update_obs_stats(b_obs, frozen=not_rewritten).sum())
                 with torch.no_grad():

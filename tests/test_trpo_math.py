@@ -380,26 +380,30 @@ def test_frozen_coordinates_keep_their_statistics_and_the_policy_keeps_its_outpu
     assert_same(acting, agent.state_dict(), "all frozen")
 
 
-def test_first_batch_fallback_rewrites_the_unclipped_coordinates_and_counts_the_batch():
+def test_first_batch_fallback_rewrites_where_that_is_exact_and_counts_the_batch():
     """The first batch's fallback (its plain replacement moved pi by more than delta): the coordinates
-    the placeholder statistics (mean 0, std 1) do not clip are merged and rewritten, so pi keeps its
-    outputs on the batch; a clipped one keeps its placeholders; the batch is counted. Every coordinate
+    where the rewrite is exact on the batch are merged and rewritten, so the actor and the critic keep
+    their outputs on it; one the placeholder statistics (mean 0, std 1) clip, and one that only the new
+    statistics clip (a single spike), keep their placeholders; the batch is counted. Every coordinate
     clipped: nothing changes, the count included."""
     agent, _ = tiny_agent("box")
     agent.norm_obs = True
     placeholders = copy.deepcopy(agent.state_dict())
-    batch = 3.0 + 2.0 * torch.randn(300, 3, dtype=torch.float64)
+    batch = (3.0 + 2.0 * torch.randn(300, 3, dtype=torch.float64)).clamp(-9.0, 9.0)
+    batch[:, 1], batch[0, 1] = 0.0, 3.0  # 0 but once: new statistics ~(0.01, 0.17) put the spike at z ~ 17
     batch[:, 2] += 40.0  # beyond the placeholders' clip (+-10) on every row
-    before = torch_dist(agent, batch)
+    before_dist, before_value = torch_dist(agent, batch), agent.value(batch)
     assert agent.update_obs_stats(batch).all()  # the plain first batch: replaced, nothing rewritten
     agent.load_state_dict(placeholders)
-    assert agent.update_obs_stats(batch, frozen=torch.ones(3, dtype=torch.bool)).tolist() == [False, False, True]
-    assert agent.obs_rms.var[2] == 1 and agent.obs_rms.mean[2] == 0
-    assert (agent.obs_rms.mean[:2] - 3.0).abs().max() < 0.5 and agent.obs_rms.count > 300
-    assert kl_divergence(before, torch_dist(agent, batch)).max() < 1e-12
+    left_out = agent.update_obs_stats(batch, frozen=torch.zeros(3, dtype=torch.bool))  # on a first batch: a request
+    assert left_out.tolist() == [False, True, True]
+    assert agent.obs_rms.mean[1:].tolist() == [0, 0] and agent.obs_rms.var[1:].tolist() == [1, 1]
+    assert (agent.obs_rms.mean[0] - 3.0).abs() < 0.5 and agent.obs_rms.count > 300
+    assert not torch.equal(agent.actor[0].weight, placeholders["actor.0.weight"])  # rewritten, not merely kept
+    assert kl_divergence(before_dist, torch_dist(agent, batch)).max() < 1e-12
+    torch.testing.assert_close(agent.value(batch), before_value)
     agent.load_state_dict(placeholders)
-    all_clipped = batch + 100.0
-    assert agent.update_obs_stats(all_clipped, frozen=torch.ones(3, dtype=torch.bool)).all()
+    assert agent.update_obs_stats(batch + 100.0, frozen=torch.ones(3, dtype=torch.bool)).all()
     assert_same(placeholders, agent.state_dict(), "all clipped")
 
 
@@ -441,16 +445,33 @@ def test_trust_region_holds_between_consecutive_acting_policies_on_raw_observati
 
 def test_a_tiny_delta_still_lets_the_observation_statistics_learn(tmp_path, monkeypatch):
     """However small max_kl, the statistics learn from the batches and the region holds: with 1e-7
-    on Pendulum-v1 the first batch's replacement moves pi by more than delta, and its fallback
-    rewrites the first layers as later batches do (no coordinate is frozen: the placeholders clip
-    none of Pendulum's), instead of freezing every coordinate and never counting a batch."""
+    on Pendulum-v1 the first batch's replacement moves pi by more than delta (8.5e-7), and its
+    fallback merges the batch with the rewrite (no coordinate is left out: neither the placeholders
+    nor the new statistics clip any of Pendulum's), instead of keeping every placeholder and never
+    counting a batch. The KL between consecutive acting policies is computed here independently."""
+    snapshots, first_batch_fallbacks = [], []
+    real_update = trpo.Agent.update_obs_stats
+
+    def recording(agent, obs, frozen=None):
+        if frozen is None:
+            snapshots.append((copy.deepcopy(agent), obs.clone()))
+        elif agent.obs_rms.count < 1:
+            first_batch_fallbacks.append(obs.shape[0])
+        return real_update(agent, obs, frozen)
+
+    monkeypatch.setattr(trpo.Agent, "update_obs_stats", recording)
     agents = record_agents(monkeypatch, trpo)
-    _, metrics = run_main("trpo", tmp_path, env_id="Pendulum-v1", total_timesteps=128 * 4, num_steps=64, max_kl=1e-7)
+    max_kl = 1e-7
+    _, metrics = run_main("trpo", tmp_path, env_id="Pendulum-v1", total_timesteps=128 * 4, num_steps=64, max_kl=max_kl)
+    assert first_batch_fallbacks == [128]  # the path under test was taken, once
     logged = [r for r in metrics if "trpo/statistics_frozen" in r]
     assert len(logged) == 4 and [r["trpo/statistics_frozen"] for r in logged] == [0, 0, 0, 0]
-    assert all(r["trpo/kl_after_step"] <= 1e-7 and r["charts/normalizer_kl"] <= 1e-7 for r in logged)
+    assert all(r["trpo/kl_after_step"] <= max_kl and r["charts/normalizer_kl"] <= max_kl for r in logged)
     (agent,) = agents
     assert agent.obs_rms.count >= 512 and agent.obs_rms.var[2] > 4  # counted; Pendulum's angular velocity: var 14 here, placeholder 1
+    acting = [a for a, _ in snapshots[1:]] + [agent]
+    kls = [kl_divergence(torch_dist(a0, obs), torch_dist(a1, obs)).mean().item() for (a0, obs), a1 in zip(snapshots, acting)]
+    assert len(kls) == 4 and max(kls) <= max_kl * (1 + 1e-3), kls
 
 
 @pytest.mark.parametrize("kind", ["box", "discrete"])
