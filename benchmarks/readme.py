@@ -25,20 +25,36 @@ _spec.loader.exec_module(bench)
 MARKS = {"PASS": " ✓", "FAIL": " ✗ (target {threshold})"}
 
 
-def replayed(suite: str, algo: str, sha: str) -> str:
+def replayed(suite: str, algo: str, sha: str, records: list[dict]) -> str:
     """What the suite's replay.json (benchmarks/replay.py) says of the runs that the file with this
-    sha256 made, run again by the current file: '' when it has none."""
+    sha256 made, run again by the current file: '' when it has none. A row compared with the record
+    itself (same machine as the record) made that run again; a row compared with the previous file's
+    run on another machine shows only that the two files make the same runs there."""
     path = os.path.join(ROOT, "benchmarks", "results", suite, "replay.json")
     if not os.path.exists(path):
         return ""
     with open(path) as f:
         runs = [r for r in json.load(f)["runs"] if r["algo"] == algo and r["recorded"]["sha256"] == sha
-                and r["replayed"]["sha256"] == bench.script_sha256(algo)]
-    if not runs:
-        return ""
-    identical = sum(not r["differs"] for r in runs)
-    return (f"; the current file made {identical} of {len(runs)} of these runs again identically, "
-            f"[replay](benchmarks/results/{suite}/replay.md)")
+                and r["replayed"]["sha256"] == bench.script_sha256(algo) and not r.get("flags")]
+    machine_of = {(r["env_id"], r["seed"]): r.get("machine") for r in records if r["algo"] == algo and r["sha256"] == sha}
+
+    def remade(row: dict) -> bool:  # compared with the record itself: both runs on the record's machine
+        machine = machine_of.get((row.get("env_id"), row["seed"]))
+        return machine is not None and row["recorded"].get("machine") == row["replayed"].get("machine") == machine
+
+    again = [r for r in runs if remade(r)]
+    elsewhere = [r for r in runs if not remade(r) and r["recorded"].get("machine")
+                 and r["recorded"].get("machine") == r["replayed"].get("machine")]
+    link = f"[replay](benchmarks/results/{suite}/replay.md)"
+    said = []
+    if again:
+        said.append(f"the current file made {sum(not r['differs'] for r in again)} of {len(again)} of these runs "
+                    f"again identically, {link}")
+    for machine in sorted({r["recorded"]["machine"] for r in elsewhere}):
+        rows = [r for r in elsewhere if r["recorded"]["machine"] == machine]
+        said.append(f"on another machine ({machine}) the current file and this one made the same runs for "
+                    f"{sum(not r['differs'] for r in rows)} of {len(rows)} of these seeds, {link}")
+    return "".join(f"; {s}" for s in said)
 
 
 def suite_table(suite: str, config: dict, records: list[dict], previous: str | None) -> list[str]:
@@ -49,7 +65,7 @@ def suite_table(suite: str, config: dict, records: list[dict], previous: str | N
                  f"of the scripts, is [{previous}]({previous}).", ""] if previous else [])
     code, mixed = bench.code_of(records)
     scripts = ", ".join(f"{algo}.py {sha[:12]}" + ("" if sha == bench.script_sha256(algo) else
-                                                   f" (not the current file{replayed(suite, algo, sha)})")
+                                                   f" (not the current file{replayed(suite, algo, sha, records)})")
                         for algo, shas in code.items() for sha in shas)
     algos = [a for a in bench.ALGOS if a in code]
     rows = {(row["env_id"], row["algo"]): row for row in bench.summarize(config, records, None)}

@@ -14,7 +14,18 @@ the report, as benchmarks/results/mujoco/replay_runs.jsonl is, so that the repla
 benchmarks/results/{suite}/replay.md and replay.json: which recorded runs, made by which version of
 each script, the replayed version reproduces to the last digit. The same code gives different
 trajectories on different CPUs, so a replay says something only on the machine class of the records
-(each row names both). Exit code 0 when every replayed run is identical, 1 otherwise, 2 on bad input.
+(each row names both). On another machine, a change can still be shown to leave a script's runs as
+they were: run the previous file (a worktree at its commit) and the current one there, and compare
+the two (`--recorded` the previous file's runs.jsonl). Where the previous file is the one that made
+the records, the README then says that the two files make the same runs on that machine, not that
+the records were made again; keep both files' runs beside the report (replay_previous_runs.jsonl). `--add` keeps the rows already in
+replay.json for other runs (each row keeps the date and command that made it). Exit code 0 when
+every replayed run is identical, 1 otherwise, 2 on bad input.
+
+    git worktree add /tmp/previous COMMIT
+    (cd /tmp/previous && python benchmarks/run.py --suite quick --algos trpo --seeds 1 --runs-dir /tmp/previous/runs --results-dir /tmp/previous/results)
+    python benchmarks/run.py --suite quick --algos trpo --seeds 1 --runs-dir /tmp/current/runs --results-dir /tmp/current/results
+    python benchmarks/replay.py --suite quick --add --recorded /tmp/previous/results/quick/runs.jsonl --replayed /tmp/current/results/quick/runs.jsonl
 """
 
 from __future__ import annotations
@@ -38,11 +49,12 @@ LEARNED = ("global_step", "episodes", "final_return_mean", "eval_return_mean", "
 
 def run_key(record: dict) -> tuple:
     """run.py's record key, and a variant's flags: a variant's run is not the defaults' run."""
-    return (*bench.record_key(record), record.get("flags"))
+    return (*bench.record_key(record), tuple(record.get("flags") or ()))
 
 
-def compare(recorded: list[dict], replayed: list[dict]) -> list[dict]:
-    """One row per replayed run that has a recorded counterpart: both versions and the fields that differ."""
+def compare(recorded: list[dict], replayed: list[dict], made_by: dict) -> list[dict]:
+    """One row per replayed run that has a recorded counterpart: both versions and the fields that
+    differ; `made_by` (date, command) goes into every row."""
     by_key = {run_key(r): r for r in recorded}
     rows = []
     for new in sorted(replayed, key=bench.record_key):
@@ -55,16 +67,29 @@ def compare(recorded: list[dict], replayed: list[dict]) -> list[dict]:
             "replayed": {k: new.get(k) for k in ("sha256", "commit", "machine")},
             "differs": [k for k in LEARNED if old.get(k) != new.get(k)],
             "final_return_mean": new.get("final_return_mean"), "eval_return_mean": new.get("eval_return_mean"),
+            **({"flags": new["flags"]} if new.get("flags") else {}), **made_by,
         })
     return rows
 
 
-def markdown(suite: str, rows: list[dict], command: str) -> str:
+def merged(kept: list[dict], rows: list[dict]) -> list[dict]:
+    """The rows of an earlier replay.json that this comparison does not replace (same run, same
+    recorded version, made on the same machine), then this comparison's rows."""
+    def key(row):
+        return (row["algo"], row["env_id"], row["seed"], row["timesteps"], tuple(row.get("flags") or ()),
+                row["recorded"]["sha256"], row["recorded"].get("machine"))
+    new = {key(r) for r in rows}
+    return [r for r in kept if key(r) not in new] + rows
+
+
+def markdown(suite: str, rows: list[dict]) -> str:
+    made_by = list(dict.fromkeys((r.get("date", "?"), r.get("command", "?")) for r in rows))
     lines = [f"# Replay: {suite} suite", "",
-             f"- written {datetime.date.today().isoformat()} by `{command}`",
+             *[f"- written {date} by `{command}`" for date, command in made_by],
              "- compared, to the last digit: " + ", ".join(f"`{k}`" for k in LEARNED),
-             f"- {sum(not r['differs'] for r in rows)} of {len(rows)} replayed runs identical to their records", "",
-             "| algo | env | seed | steps | recorded by (sha256, commit, machine) | replayed by (sha256, commit, machine) "
+             f"- {sum(not r['differs'] for r in rows)} of {len(rows)} replayed runs identical to the runs they are compared with "
+             "(the records; or, on another machine, the previous file's runs there)", "",
+             "| algo | env | seed | steps | compared with: made by (sha256, commit, machine) | replayed by (sha256, commit, machine) "
              "| final return / eval | result |",
              "| --- | --- | ---: | ---: | --- | --- | ---: | --- |"]
     for r in rows:
@@ -84,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recorded", help="runs.jsonl of the records (default: the suite's committed one)")
     parser.add_argument("--recorded-at", help="a git commit: the suite's runs.jsonl as it was there")
     parser.add_argument("--results-dir", default=RESULTS, help="where replay.md and replay.json go, under {suite}/")
+    parser.add_argument("--add", action="store_true",
+                        help="keep the rows of the existing replay.json that this comparison does not replace")
     args = parser.parse_args(argv)
     recorded_path = args.recorded or os.path.join(RESULTS, args.suite, "runs.jsonl")
     for path in ([] if args.recorded_at else [recorded_path]) + [args.replayed]:
@@ -99,19 +126,26 @@ def main(argv: list[str] | None = None) -> int:
         recorded = bench.parse_records(proc.stdout)  # the file as `git show` prints it
     else:
         recorded = bench.read_records(recorded_path)
-    rows = compare(recorded, bench.read_records(args.replayed))
+    command = "python benchmarks/replay.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    rows = compare(recorded, bench.read_records(args.replayed),
+                   {"date": datetime.date.today().isoformat(), "command": command})
     if not rows:
         print(f"error: no replayed run of {args.replayed} has a record in {recorded_path}", file=sys.stderr)
         return 2
     out = os.path.join(args.results_dir, args.suite)
     os.makedirs(out, exist_ok=True)
-    command = "python benchmarks/replay.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    kept = []
+    if args.add and os.path.exists(os.path.join(out, "replay.json")):
+        with open(os.path.join(out, "replay.json")) as f:
+            earlier = json.load(f)
+        kept = [{"date": earlier.get("date"), "command": earlier.get("command"), **r} for r in earlier["runs"]]
     with open(os.path.join(out, "replay.json"), "w") as f:
-        json.dump({"date": datetime.date.today().isoformat(), "command": command, "runs": rows}, f, indent=1)
+        json.dump({"runs": merged(kept, rows)}, f, indent=1)
     with open(os.path.join(out, "replay.md"), "w") as f:
-        f.write(markdown(args.suite, rows, command))
+        f.write(markdown(args.suite, merged(kept, rows)))
     identical = sum(not r["differs"] for r in rows)
-    print(f"{identical} of {len(rows)} replayed runs identical to their records; {os.path.join(out, 'replay.md')}")
+    print(f"{identical} of {len(rows)} replayed runs identical to the runs they were compared with; "
+          f"{os.path.join(out, 'replay.md')}")
     return 0 if identical == len(rows) else 1
 
 

@@ -591,9 +591,27 @@ def test_replay_compares_what_the_runs_learned_and_says_which_differ(tmp_path, c
     assert "| trpo | Fake-v0 | 1 | 1,000 | aaaaaaaaaaaa, abc1234, m | bbbbbbbbbbbb, def5678, m | 10.0 / 5.0 | identical |" in text
     assert "| differs: final_return_mean |" in text
     assert replay.main([*args, "--replayed", write("same.jsonl", [record(1, 10.0, **other_version)])]) == 0
+    # --add keeps the rows of another comparison; without it, replay.json holds this comparison alone
+    assert replay.main([*args, "--replayed", write("other.jsonl", [record(2, 20.0, **other_version)]), "--add"]) == 0
+    with open(tmp_path / "out" / "quick" / "replay.json") as f:
+        runs = json.load(f)["runs"]
+    assert [(r["seed"], r["differs"]) for r in runs] == [(1, []), (2, [])]
+    assert all(r["command"].startswith("python benchmarks/replay.py --suite quick") for r in runs)
+    assert "--add" in runs[1]["command"] and "--add" not in runs[0]["command"]
+    assert (tmp_path / "out" / "quick" / "replay.md").read_text().count("- written ") == 2
+    # --add replaces a row of the same run compared on the same machine, and keeps one from another machine
+    assert replay.main([*args, "--replayed", write("again.jsonl", [record(2, 20.0, **other_version)]), "--add"]) == 0
+    elsewhere = write("elsewhere.jsonl", [record(2, 20.0, machine="m2")])
+    assert replay.main([*args[:2], "--recorded", elsewhere, *args[4:], "--add",
+                        "--replayed", write("m2.jsonl", [record(2, 20.0, **other_version, machine="m2")])]) == 0
+    with open(tmp_path / "out" / "quick" / "replay.json") as f:
+        runs = json.load(f)["runs"]
+    assert [(r["seed"], r["recorded"]["machine"]) for r in runs] == [(1, "m"), (2, "m"), (2, "m2")]
     assert replay.main([*args, "--replayed", str(tmp_path / "missing.jsonl")]) == 2
     assert replay.main([*args, "--replayed", write("none.jsonl", [record(3, 30.0)])]) == 2  # nothing to compare
-    assert capsys.readouterr().err.count("error:") == 2
+    variant = write("variant.jsonl", [record(1, 10.0, flags=["--cg-iters", "25"])])  # a variant's run is not the defaults'
+    assert replay.main([*args, "--replayed", variant]) == 2
+    assert capsys.readouterr().err.count("error:") == 3
     # the records as a commit holds them: the committed quick suite against itself
     committed = os.path.join(ROOT, "benchmarks", "results", "quick", "runs.jsonl")
     if subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True).returncode == 0:
@@ -610,16 +628,29 @@ def test_readme_says_what_a_replay_showed_of_records_made_by_another_version(tmp
     readme = load_script("readme")
     readme.bench.BOOTSTRAP_REPS = 500
     current = readme.bench.script_sha256("ppo")
-    records = [{"algo": "ppo", "env_id": "Fake-v0", "seed": seed, "timesteps": 1000, "sha256": "sha-old",
+    amd, intel = "AMD EPYC, 2 cores", "Intel Xeon, 2 cores"
+    records = [{"algo": "ppo", "env_id": "Fake-v0", "seed": seed, "timesteps": 1000, "sha256": "sha-old", "machine": amd,
                 "commit": "abc1234", "final_return_mean": 100.0 + seed, "eval_return_mean": 90.0} for seed in (1, 2)]
     assert "ppo.py sha-old (not the current file))" in "\n".join(readme.suite_table("quick", SUITES["quick"], records, None))
     os.makedirs(tmp_path / "benchmarks" / "results" / "quick")
-    with open(tmp_path / "benchmarks" / "results" / "quick" / "replay.json", "w") as f:
-        json.dump({"runs": [{"algo": "ppo", "seed": seed, "recorded": {"sha256": "sha-old"},
-                             "replayed": {"sha256": replayed}, "differs": differs}
-                            for seed, replayed, differs in [(1, current, []), (2, current, ["episodes"]),
-                                                            (2, "sha-other", [])]]}, f)  # not the current file
     monkeypatch.setattr(readme, "ROOT", str(tmp_path))
-    text = "\n".join(readme.suite_table("quick", SUITES["quick"], records, None))
-    assert ("ppo.py sha-old (not the current file; the current file made 1 of 2 of these runs again identically, "
-            "[replay](benchmarks/results/quick/replay.md)))") in text
+
+    def table_with(rows):
+        with open(tmp_path / "benchmarks" / "results" / "quick" / "replay.json", "w") as f:
+            json.dump({"runs": [{"algo": "ppo", "env_id": "Fake-v0", "seed": seed, "recorded": {"sha256": "sha-old", "machine": m0},
+                                 "replayed": {"sha256": sha, "machine": m1}, "differs": differs, **extra}
+                                for seed, sha, m0, m1, differs, extra in rows]}, f)
+        return "\n".join(readme.suite_table("quick", SUITES["quick"], records, None))
+
+    link = "[replay](benchmarks/results/quick/replay.md)"
+    text = table_with([(1, current, amd, amd, [], {}), (2, current, amd, amd, ["episodes"], {}),
+                       (2, "sha-other", amd, amd, [], {}),  # not the current file
+                       (1, current, amd, amd, ["episodes"], {"flags": ["--cg-iters", "25"]})])  # a variant's run
+    assert f"ppo.py sha-old (not the current file; the current file made 1 of 2 of these runs again identically, {link}))" in text
+    # both files run on another machine than the records': they agree there, the records were not made again
+    text = table_with([(1, current, intel, intel, [], {}), (2, current, intel, intel, [], {}), (1, current, amd, amd, [], {}),
+                       (2, current, amd, intel, ["episodes"], {})])  # the records against a run elsewhere: neither
+    assert (f"ppo.py sha-old (not the current file; the current file made 1 of 1 of these runs again identically, {link}; "
+            f"on another machine ({intel}) the current file and this one made the same runs for 2 of 2 of these seeds, "
+            f"{link}))") in text
+    assert "made" not in table_with([(1, current, None, None, [], {})])  # a row that names no machine says nothing
