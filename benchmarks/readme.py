@@ -52,8 +52,8 @@ def replayed(suite: str, algo: str, sha: str, records: list[dict]) -> str:
                     f"again identically, {link}")
     for machine in sorted({r["recorded"]["machine"] for r in elsewhere}):
         rows = [r for r in elsewhere if r["recorded"]["machine"] == machine]
-        said.append(f"on another machine ({machine}) the current file and this one made the same runs for "
-                    f"{sum(not r['differs'] for r in rows)} of {len(rows)} of these seeds, {link}")
+        said.append(f"on another machine ({machine}) the current file and this one each ran {len(rows)} of these "
+                    f"(env, seed) and made {sum(not r['differs'] for r in rows)} of {len(rows)} runs identically, {link}")
     return "".join(f"; {s}" for s in said)
 
 

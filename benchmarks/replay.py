@@ -18,9 +18,10 @@ trajectories on different CPUs, so a replay says something only on the machine c
 they were: run the previous file (a worktree at its commit) and the current one there, and compare
 the two (`--recorded` the previous file's runs.jsonl). Where the previous file is the one that made
 the records, the README then says that the two files make the same runs on that machine, not that
-the records were made again; keep both files' runs beside the report (replay_previous_runs.jsonl). `--add` keeps the rows already in
-replay.json for other runs (each row keeps the date and command that made it). Exit code 0 when
-every replayed run is identical, 1 otherwise, 2 on bad input.
+the records were made again; keep both files' runs beside the report (replay_elsewhere_previous.jsonl,
+replay_elsewhere_current.jsonl). `--add` keeps the rows already in replay.json for other runs
+(each row keeps the date and command that made it). Exit code 0 when every replayed run is
+identical, 1 otherwise, 2 on bad input.
 
     git worktree add /tmp/previous COMMIT
     (cd /tmp/previous && python benchmarks/run.py --suite quick --algos trpo --seeds 1 --runs-dir /tmp/previous/runs --results-dir /tmp/previous/results)

@@ -651,6 +651,6 @@ def test_readme_says_what_a_replay_showed_of_records_made_by_another_version(tmp
     text = table_with([(1, current, intel, intel, [], {}), (2, current, intel, intel, [], {}), (1, current, amd, amd, [], {}),
                        (2, current, amd, intel, ["episodes"], {})])  # the records against a run elsewhere: neither
     assert (f"ppo.py sha-old (not the current file; the current file made 1 of 1 of these runs again identically, {link}; "
-            f"on another machine ({intel}) the current file and this one made the same runs for 2 of 2 of these seeds, "
-            f"{link}))") in text
+            f"on another machine ({intel}) the current file and this one each ran 2 of these (env, seed) and made 2 of 2 "
+            f"runs identically, {link}))") in text
     assert "made" not in table_with([(1, current, None, None, [], {})])  # a row that names no machine says nothing
