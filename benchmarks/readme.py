@@ -28,8 +28,9 @@ MARKS = {"PASS": " ✓", "FAIL": " ✗ (target {threshold})"}
 def replayed(suite: str, algo: str, sha: str, records: list[dict]) -> str:
     """What the suite's replay.json (benchmarks/replay.py) says of the runs that the file with this
     sha256 made, run again by the current file: '' when it has none. A row compared with the record
-    itself (same machine as the record) made that run again; a row compared with the previous file's
-    run on another machine shows only that the two files make the same runs there."""
+    itself (replay.py's `against` "records"; both runs on the record's machine) made that run again;
+    a row compared with the previous file's run on one machine ("other runs") shows only that the two
+    files make the same runs there."""
     path = os.path.join(ROOT, "benchmarks", "results", suite, "replay.json")
     if not os.path.exists(path):
         return ""
@@ -40,10 +41,11 @@ def replayed(suite: str, algo: str, sha: str, records: list[dict]) -> str:
 
     def remade(row: dict) -> bool:  # compared with the record itself: both runs on the record's machine
         machine = machine_of.get((row.get("env_id"), row["seed"]))
-        return machine is not None and row["recorded"].get("machine") == row["replayed"].get("machine") == machine
+        return (row.get("against", "records") == "records" and machine is not None
+                and row["recorded"].get("machine") == row["replayed"].get("machine") == machine)
 
     again = [r for r in runs if remade(r)]
-    elsewhere = [r for r in runs if not remade(r) and r["recorded"].get("machine")
+    elsewhere = [r for r in runs if r.get("against") == "other runs" and r["recorded"].get("machine")
                  and r["recorded"].get("machine") == r["replayed"].get("machine")]
     link = f"[replay](benchmarks/results/{suite}/replay.md)"
     said = []
@@ -52,8 +54,8 @@ def replayed(suite: str, algo: str, sha: str, records: list[dict]) -> str:
                     f"again identically, {link}")
     for machine in sorted({r["recorded"]["machine"] for r in elsewhere}):
         rows = [r for r in elsewhere if r["recorded"]["machine"] == machine]
-        said.append(f"on another machine ({machine}) the current file and this one each ran {len(rows)} of these "
-                    f"(env, seed) and made {sum(not r['differs'] for r in rows)} of {len(rows)} runs identically, {link}")
+        said.append(f"on {machine}, the current file and this one each ran {len(rows)} of these (env, seed) and "
+                    f"made {sum(not r['differs'] for r in rows)} of {len(rows)} runs identically, {link}")
     return "".join(f"; {s}" for s in said)
 
 

@@ -55,7 +55,7 @@ def run_key(record: dict) -> tuple:
 
 def compare(recorded: list[dict], replayed: list[dict], made_by: dict) -> list[dict]:
     """One row per replayed run that has a recorded counterpart: both versions and the fields that
-    differ; `made_by` (date, command) goes into every row."""
+    differ; `made_by` (date, command, and `against`: "records" or "other runs") goes into every row."""
     by_key = {run_key(r): r for r in recorded}
     rows = []
     for new in sorted(replayed, key=bench.record_key):
@@ -75,10 +75,11 @@ def compare(recorded: list[dict], replayed: list[dict], made_by: dict) -> list[d
 
 def merged(kept: list[dict], rows: list[dict]) -> list[dict]:
     """The rows of an earlier replay.json that this comparison does not replace (same run, same
-    recorded version, made on the same machine), then this comparison's rows."""
+    recorded version, made on the same machine, compared as records or as other runs alike), then
+    this comparison's rows."""
     def key(row):
         return (row["algo"], row["env_id"], row["seed"], row["timesteps"], tuple(row.get("flags") or ()),
-                row["recorded"]["sha256"], row["recorded"].get("machine"))
+                row["recorded"]["sha256"], row["recorded"].get("machine"), row.get("against", "records"))
     new = {key(r) for r in rows}
     return [r for r in kept if key(r) not in new] + rows
 
@@ -128,8 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         recorded = bench.read_records(recorded_path)
     command = "python benchmarks/replay.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    rows = compare(recorded, bench.read_records(args.replayed),
-                   {"date": datetime.date.today().isoformat(), "command": command})
+    against_records = (args.recorded_at is not None or args.recorded is None
+                       or os.path.realpath(args.recorded) == os.path.realpath(os.path.join(RESULTS, args.suite, "runs.jsonl")))
+    rows = compare(recorded, bench.read_records(args.replayed), {
+        "date": datetime.date.today().isoformat(), "command": command,
+        "against": "records" if against_records else "other runs"})
     if not rows:
         print(f"error: no replayed run of {args.replayed} has a record in {recorded_path}", file=sys.stderr)
         return 2

@@ -591,7 +591,10 @@ def test_replay_compares_what_the_runs_learned_and_says_which_differ(tmp_path, c
     assert "| trpo | Fake-v0 | 1 | 1,000 | aaaaaaaaaaaa, abc1234, m | bbbbbbbbbbbb, def5678, m | 10.0 / 5.0 | identical |" in text
     assert "| differs: final_return_mean |" in text
     assert replay.main([*args, "--replayed", write("same.jsonl", [record(1, 10.0, **other_version)])]) == 0
-    # --add keeps the rows of another comparison; without it, replay.json holds this comparison alone
+    with open(tmp_path / "out" / "quick" / "replay.json") as f:  # without --add: this comparison alone
+        runs = json.load(f)["runs"]
+    assert [(r["seed"], r["differs"], r["against"]) for r in runs] == [(1, [], "other runs")]  # --recorded: not the records
+    # --add keeps the rows of another comparison
     assert replay.main([*args, "--replayed", write("other.jsonl", [record(2, 20.0, **other_version)]), "--add"]) == 0
     with open(tmp_path / "out" / "quick" / "replay.json") as f:
         runs = json.load(f)["runs"]
@@ -620,6 +623,8 @@ def test_replay_compares_what_the_runs_learned_and_says_which_differ(tmp_path, c
         with open(committed) as f:
             n = sum(1 for line in f if line.strip())
         assert f"{n} of {n} replayed runs identical" in capsys.readouterr().out
+        with open(tmp_path / "head" / "quick" / "replay.json") as f:
+            assert {r["against"] for r in json.load(f)["runs"]} == {"records"}
     assert replay.main(["--suite", "quick", "--recorded-at", "no-such-commit", "--replayed", committed,
                         "--results-dir", str(tmp_path / "bad")]) == 2
 
@@ -648,9 +653,14 @@ def test_readme_says_what_a_replay_showed_of_records_made_by_another_version(tmp
                        (1, current, amd, amd, ["episodes"], {"flags": ["--cg-iters", "25"]})])  # a variant's run
     assert f"ppo.py sha-old (not the current file; the current file made 1 of 2 of these runs again identically, {link}))" in text
     # both files run on another machine than the records': they agree there, the records were not made again
-    text = table_with([(1, current, intel, intel, [], {}), (2, current, intel, intel, [], {}), (1, current, amd, amd, [], {}),
+    other = {"against": "other runs"}
+    text = table_with([(1, current, intel, intel, [], other), (2, current, intel, intel, [], other), (1, current, amd, amd, [], {}),
                        (2, current, amd, intel, ["episodes"], {})])  # the records against a run elsewhere: neither
     assert (f"ppo.py sha-old (not the current file; the current file made 1 of 1 of these runs again identically, {link}; "
-            f"on another machine ({intel}) the current file and this one each ran 2 of these (env, seed) and made 2 of 2 "
+            f"on {intel}, the current file and this one each ran 2 of these (env, seed) and made 2 of 2 "
             f"runs identically, {link}))") in text
     assert "made" not in table_with([(1, current, None, None, [], {})])  # a row that names no machine says nothing
+    # two files compared on the records' machine class: still not the records made again
+    assert f"on {amd}, the current file and this one each ran 1 of these (env, seed) and made 1 of 1 runs identically" in \
+        table_with([(1, current, amd, amd, [], other)])
+    assert "made 1 of 1 of these runs again" not in table_with([(1, current, amd, amd, [], other)])
