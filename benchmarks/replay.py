@@ -78,8 +78,7 @@ def merged(kept: list[dict], rows: list[dict]) -> list[dict]:
     recorded version, made on the same machine, compared as records or as other runs alike), then
     this comparison's rows."""
     def key(row):
-        return (row["algo"], row["env_id"], row["seed"], row["timesteps"], tuple(row.get("flags") or ()),
-                row["recorded"]["sha256"], row["recorded"].get("machine"), row.get("against", "records"))
+        return (*run_key(row), row["recorded"]["sha256"], row["recorded"].get("machine"), row.get("against", "records"))
     new = {key(r) for r in rows}
     return [r for r in kept if key(r) not in new] + rows
 
@@ -114,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--add", action="store_true",
                         help="keep the rows of the existing replay.json that this comparison does not replace")
     args = parser.parse_args(argv)
-    recorded_path = args.recorded or os.path.join(RESULTS, args.suite, "runs.jsonl")
+    suite_records = os.path.join(RESULTS, args.suite, "runs.jsonl")
+    recorded_path = args.recorded or suite_records
     for path in ([] if args.recorded_at else [recorded_path]) + [args.replayed]:
         if not os.path.isfile(path):
             print(f"error: no such records file: {path}", file=sys.stderr)
@@ -129,8 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         recorded = bench.read_records(recorded_path)
     command = "python benchmarks/replay.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    against_records = (args.recorded_at is not None or args.recorded is None
-                       or os.path.realpath(args.recorded) == os.path.realpath(os.path.join(RESULTS, args.suite, "runs.jsonl")))
+    against_records = args.recorded_at is not None or os.path.realpath(recorded_path) == os.path.realpath(suite_records)
     rows = compare(recorded, bench.read_records(args.replayed), {
         "date": datetime.date.today().isoformat(), "command": command,
         "against": "records" if against_records else "other runs"})
@@ -144,10 +143,11 @@ def main(argv: list[str] | None = None) -> int:
         with open(os.path.join(out, "replay.json")) as f:
             earlier = json.load(f)
         kept = [{"date": earlier.get("date"), "command": earlier.get("command"), **r} for r in earlier["runs"]]
+    written = merged(kept, rows)
     with open(os.path.join(out, "replay.json"), "w") as f:
-        json.dump({"runs": merged(kept, rows)}, f, indent=1)
+        json.dump({"runs": written}, f, indent=1)
     with open(os.path.join(out, "replay.md"), "w") as f:
-        f.write(markdown(args.suite, merged(kept, rows)))
+        f.write(markdown(args.suite, written))
     identical = sum(not r["differs"] for r in rows)
     print(f"{identical} of {len(rows)} replayed runs identical to the runs they were compared with; "
           f"{os.path.join(out, 'replay.md')}")
