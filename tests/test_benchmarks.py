@@ -576,6 +576,10 @@ def test_replay_compares_what_the_runs_learned_and_says_which_differ(tmp_path, c
         path.write_text("".join(json.dumps(r) + "\n" for r in records))
         return str(path)
 
+    def written_runs():
+        with open(tmp_path / "out" / "quick" / "replay.json") as f:
+            return json.load(f)["runs"]
+
     recorded = write("recorded.jsonl", [record(1, 10.0), record(2, 20.0)])
     other_version = {"sha256": "b" * 64, "commit": "def5678", "wall_time_s": 9.0, "sps": 100.0}  # not compared
     replayed = write("replayed.jsonl", [record(2, 20.000001, **other_version), record(1, 10.0, **other_version),
@@ -583,21 +587,18 @@ def test_replay_compares_what_the_runs_learned_and_says_which_differ(tmp_path, c
     args = ["--suite", "quick", "--recorded", recorded, "--results-dir", str(tmp_path / "out")]
     assert replay.main([*args, "--replayed", replayed]) == 1
     assert "1 of 2 replayed runs identical" in capsys.readouterr().out
-    with open(tmp_path / "out" / "quick" / "replay.json") as f:
-        runs = json.load(f)["runs"]
+    runs = written_runs()
     assert [(r["seed"], r["differs"]) for r in runs] == [(1, []), (2, ["final_return_mean"])]
     assert runs[0]["recorded"]["sha256"] == "a" * 64 and runs[0]["replayed"]["sha256"] == "b" * 64
     text = (tmp_path / "out" / "quick" / "replay.md").read_text()
     assert "| trpo | Fake-v0 | 1 | 1,000 | aaaaaaaaaaaa, abc1234, m | bbbbbbbbbbbb, def5678, m | 10.0 / 5.0 | identical |" in text
     assert "| differs: final_return_mean |" in text
     assert replay.main([*args, "--replayed", write("same.jsonl", [record(1, 10.0, **other_version)])]) == 0
-    with open(tmp_path / "out" / "quick" / "replay.json") as f:  # without --add: this comparison alone
-        runs = json.load(f)["runs"]
+    runs = written_runs()  # without --add: this comparison alone
     assert [(r["seed"], r["differs"], r["against"]) for r in runs] == [(1, [], "other runs")]  # --recorded: not the records
     # --add keeps the rows of another comparison
     assert replay.main([*args, "--replayed", write("other.jsonl", [record(2, 20.0, **other_version)]), "--add"]) == 0
-    with open(tmp_path / "out" / "quick" / "replay.json") as f:
-        runs = json.load(f)["runs"]
+    runs = written_runs()
     assert [(r["seed"], r["differs"]) for r in runs] == [(1, []), (2, [])]
     assert all(r["command"].startswith("python benchmarks/replay.py --suite quick") for r in runs)
     assert "--add" in runs[1]["command"] and "--add" not in runs[0]["command"]
@@ -607,8 +608,7 @@ def test_replay_compares_what_the_runs_learned_and_says_which_differ(tmp_path, c
     elsewhere = write("elsewhere.jsonl", [record(2, 20.0, machine="m2")])
     assert replay.main([*args[:2], "--recorded", elsewhere, *args[4:], "--add",
                         "--replayed", write("m2.jsonl", [record(2, 20.0, **other_version, machine="m2")])]) == 0
-    with open(tmp_path / "out" / "quick" / "replay.json") as f:
-        runs = json.load(f)["runs"]
+    runs = written_runs()
     assert [(r["seed"], r["recorded"]["machine"]) for r in runs] == [(1, "m"), (2, "m"), (2, "m2")]
     assert replay.main([*args, "--replayed", str(tmp_path / "missing.jsonl")]) == 2
     assert replay.main([*args, "--replayed", write("none.jsonl", [record(3, 30.0)])]) == 2  # nothing to compare

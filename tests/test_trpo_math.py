@@ -407,6 +407,32 @@ def test_first_batch_fallback_rewrites_where_that_is_exact_and_counts_the_batch(
     assert_same(placeholders, agent.state_dict(), "all clipped")
 
 
+def record_statistics_updates(monkeypatch):
+    """Wrap trpo.Agent.update_obs_stats; returns (snapshots, first_batch_fallbacks), filled as the run
+    goes: per batch, a deep copy of the acting agent and the batch's raw observations, taken before its
+    first statistics update (not the redo with frozen coordinates); and the batch size of each redo on
+    a first batch (the first batch's fallback)."""
+    snapshots, first_batch_fallbacks = [], []
+    real_update = trpo.Agent.update_obs_stats
+
+    def recording(agent, obs, frozen=None):
+        if frozen is None:
+            snapshots.append((copy.deepcopy(agent), obs.clone()))  # before the statistics change
+        elif agent.obs_rms.count < 1:
+            first_batch_fallbacks.append(obs.shape[0])
+        return real_update(agent, obs, frozen)
+
+    monkeypatch.setattr(trpo.Agent, "update_obs_stats", recording)
+    return snapshots, first_batch_fallbacks
+
+
+def consecutive_kls(snapshots, last=None):
+    """Mean KL, by torch.distributions, between the policy that collected batch k and the one that
+    collected batch k+1 (for the last batch: `last`, if given), over batch k's raw observations."""
+    acting = [agent for agent, _ in snapshots[1:]] + ([last] if last is not None else [])
+    return [kl_divergence(torch_dist(a0, obs), torch_dist(a1, obs)).mean().item() for (a0, obs), a1 in zip(snapshots, acting)]
+
+
 @pytest.mark.parametrize("env_id", ["DriftingObs-v0", "ContactObs-v0"])
 def test_trust_region_holds_between_consecutive_acting_policies_on_raw_observations(tmp_path, monkeypatch, env_id):
     """A real run whose observation statistics keep moving (DriftingObs: the rewrite keeps the
@@ -414,22 +440,13 @@ def test_trust_region_holds_between_consecutive_acting_policies_on_raw_observati
     the policy that collected batch k and the one that collects batch k+1 differ by at most max_kl in
     mean KL over batch k's raw observations, computed here with torch.distributions on deep copies of
     the agent."""
-    snapshots = []  # (the acting policy of batch k, batch k's raw observations)
-    real_update = trpo.Agent.update_obs_stats
-
-    def recording(agent, obs, frozen=None):
-        if frozen is None:  # the batch's first statistics update, not its redo with frozen coordinates
-            snapshots.append((copy.deepcopy(agent), obs.clone()))  # before the statistics change
-        return real_update(agent, obs, frozen)
-
-    monkeypatch.setattr(trpo.Agent, "update_obs_stats", recording)
+    snapshots, _ = record_statistics_updates(monkeypatch)
     max_kl = 0.01
     trpo.main(trpo.Args(env_id=f"helper_envs:{env_id}", total_timesteps=128 * 16, num_envs=2, num_steps=64,
                         vf_num_minibatches=4, vf_update_epochs=2, max_kl=max_kl, eval_episodes=0, cuda=False,
                         output_dir=str(tmp_path / "runs")))
     assert len(snapshots) == 16
-    kls = [kl_divergence(torch_dist(a0, obs), torch_dist(a1, obs)).mean().item()
-           for (a0, obs), (a1, _) in zip(snapshots, snapshots[1:])]
+    kls = consecutive_kls(snapshots)
     assert max(kls) <= max_kl * (1 + 1e-4), kls
     # the run did move: most updates used a good part of the region
     assert sum(k > 0.2 * max_kl for k in kls) >= len(kls) // 2, kls
@@ -449,17 +466,7 @@ def test_a_tiny_delta_still_lets_the_observation_statistics_learn(tmp_path, monk
     fallback merges the batch with the rewrite (no coordinate is left out: neither the placeholders
     nor the new statistics clip any of Pendulum's), instead of keeping every placeholder and never
     counting a batch. The KL between consecutive acting policies is computed here independently."""
-    snapshots, first_batch_fallbacks = [], []
-    real_update = trpo.Agent.update_obs_stats
-
-    def recording(agent, obs, frozen=None):
-        if frozen is None:
-            snapshots.append((copy.deepcopy(agent), obs.clone()))
-        elif agent.obs_rms.count < 1:
-            first_batch_fallbacks.append(obs.shape[0])
-        return real_update(agent, obs, frozen)
-
-    monkeypatch.setattr(trpo.Agent, "update_obs_stats", recording)
+    snapshots, first_batch_fallbacks = record_statistics_updates(monkeypatch)
     agents = record_agents(monkeypatch, trpo)
     max_kl = 1e-7
     _, metrics = run_main("trpo", tmp_path, env_id="Pendulum-v1", total_timesteps=128 * 4, num_steps=64, max_kl=max_kl)
@@ -469,8 +476,7 @@ def test_a_tiny_delta_still_lets_the_observation_statistics_learn(tmp_path, monk
     assert all(r["trpo/kl_after_step"] <= max_kl and r["charts/normalizer_kl"] <= max_kl for r in logged)
     (agent,) = agents
     assert agent.obs_rms.count >= 512 and agent.obs_rms.var[2] > 4  # counted; Pendulum's angular velocity: var 14 here, placeholder 1
-    acting = [a for a, _ in snapshots[1:]] + [agent]
-    kls = [kl_divergence(torch_dist(a0, obs), torch_dist(a1, obs)).mean().item() for (a0, obs), a1 in zip(snapshots, acting)]
+    kls = consecutive_kls(snapshots, last=agent)
     assert len(kls) == 4 and max(kls) <= max_kl * (1 + 1e-3), kls
 
 
