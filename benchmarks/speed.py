@@ -7,9 +7,13 @@ The record gives both raw measurements: where they differ much, the host's speed
 run and its ratios are uncertain by about as much.
 Beside it, the steps/s of every update after the first (the first pays for start-up and, with
 --compile, for compiling, which starts from an empty cache and whose seconds are reported).
+With --rounds K, every (script, variant) is measured K times, round by round (a slow spell of the
+host falls on every row alike), and the record gives each row's median ratio with the range of the
+rounds' ratios, then every round's measurement.
 
     python benchmarks/speed.py                       # Hopper-v4, every script present, CPU
     python benchmarks/speed.py --variants plain compile   # also with --compile (compile time included)
+    python benchmarks/speed.py --variants plain compile --rounds 3   # each row 3 times: medians and ranges
     python benchmarks/speed.py --variants plain compile cuda cuda-compile cuda-cudagraphs   # on a GPU machine
     python benchmarks/speed.py --algos ppo --env-id HalfCheetah-v4 --timesteps 200000
 
@@ -89,6 +93,11 @@ def training_sps(algo: str, env_id: str, timesteps: int, extra: list[str]) -> tu
         return sps, steady_sps(os.path.join(out, "runs", run, "metrics.jsonl")), compile_s
 
 
+def raw_speed(before: float, after: float) -> float:
+    """A row's raw speed: the mean of the measurements before and after its training."""
+    return (before + after) / 2
+
+
 def fmt(value: float | None, raw: float | None = None) -> str:
     """steps/s, or with `raw` the ratio to it; n/a without a value."""
     if value is None:
@@ -99,9 +108,32 @@ def fmt(value: float | None, raw: float | None = None) -> str:
 def table_row(algo: str, variant: str, before: float, after: float, train: float, steady: float | None,
               compile_s: float) -> str:
     """One script's row of the record: the ratios divide by the mean of the two raw measurements."""
-    raw = (before + after) / 2
+    raw = raw_speed(before, after)
     return (f"| {algo}.py | {variant} | {raw:.0f} | {before:.0f} / {after:.0f} | {train:.0f} | {train / raw:.2f} "
             f"| {fmt(steady)} | {fmt(steady, raw)} | {compile_s:.1f} |")
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def ratio_range(ratios: list[float]) -> str:
+    """The median of the rounds' ratios and their range: 0.66 (0.61–0.70)."""
+    return f"{median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f})"
+
+
+def summary_row(algo: str, variant: str, rounds: list[tuple]) -> str:
+    """One script's row over the rounds: medians, and each ratio's median with the rounds' range; every
+    ratio is of one round's training to that round's raw speed."""
+    raws = [raw_speed(before, after) for _, _, before, after, *_ in rounds]
+    trains, steadies = [r[4] for r in rounds], [r[5] for r in rounds]
+    steady = f"{median(steadies):.0f} | {ratio_range([s / raw for s, raw in zip(steadies, raws)])}" \
+        if None not in steadies else "n/a | n/a"
+    return (f"| {algo}.py | {variant} | {len(rounds)} | {median(raws):.0f} | {min(raws):.0f}–{max(raws):.0f} "
+            f"| {median(trains):.0f} | {ratio_range([t / raw for t, raw in zip(trains, raws)])} | {steady} "
+            f"| {median([r[6] for r in rounds]):.1f} |")
 
 
 def platform_text() -> str:
@@ -120,6 +152,9 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=["plain"], choices=sorted(VARIANTS),
                         help="plain: default flags on the CPU; compile: --compile (its one-time compile is in the "
                         "time); cuda, cuda-compile, cuda-cudagraphs: --cuda, with --compile, with --cudagraphs too")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure every (script, variant) this many times, round by round; the record gives "
+                        "medians and ranges, then every round")
     parser.add_argument("--out", default=None,
                         help="where the table goes (markdown; a new file: an existing one is refused); default: "
                         "benchmarks/results/speed_<cpu>[_<gpu>]_<date>_<commit>.md")
@@ -138,18 +173,21 @@ def main() -> None:
         names = [machine().split(",")[0]] + ([torch.cuda.get_device_name(0)] if on_gpu else [])
         slug = "_".join(re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") for name in names)
         args.out = os.path.join(ROOT, "benchmarks", "results", f"speed_{slug}_{datetime.date.today().isoformat()}_{commit()}.md")
+    if args.rounds < 1:
+        print(f"error: --rounds {args.rounds}: must be at least 1", file=sys.stderr)
+        sys.exit(2)
     if os.path.exists(args.out):
         print(f"error: --out {args.out} exists: a record is never overwritten; give another --out", file=sys.stderr)
         sys.exit(2)
     rows = []
-    for algo in args.algos:
-        for variant in args.variants:
+    for round_ in range(1, args.rounds + 1):
+        for algo, variant in [(algo, variant) for algo in args.algos for variant in args.variants]:
             before = raw_env_sps(args.env_id, args.raw_steps)
             train, steady, compile_s = training_sps(algo, args.env_id, args.timesteps, [*VARIANTS[variant], *args.extra])
             after = raw_env_sps(args.env_id, args.raw_steps)
-            raw = (before + after) / 2
+            raw = raw_speed(before, after)
             rows.append((algo, variant, before, after, train, steady, compile_s))
-            print(f"{algo:10s} {variant:15s} raw env {raw:8.0f} steps/s ({before:.0f} before, {after:.0f} after) "
+            print(f"{f'round {round_}: ' if args.rounds > 1 else ''}{algo:10s} {variant:15s} raw env {raw:8.0f} steps/s ({before:.0f} before, {after:.0f} after) "
                   f"| training {train:8.0f} steps/s "
                   f"| ratio {train / raw:.2f} | after the first update {fmt(steady)} steps/s, ratio {fmt(steady, raw)} "
                   f"| compiling {compile_s:.1f} s", flush=True)
@@ -161,11 +199,24 @@ def main() -> None:
         + (f" plus `{' '.join(args.extra)}`" if args.extra else "") + ", one torch thread",
         "- variants: " + "; ".join(f"{v} = `{' '.join(VARIANTS[v])}`" for v in args.variants),
         "- raw: one `gym.make` env, random actions, resets included, mean of a measurement before and after training",
+        *([f"- rounds: {args.rounds}, each measuring every row once in this order; a row's ratio in a round is that"
+           " round's training over that round's raw speed; the summary gives the median of the rounds' ratios and"
+           " their range (min–max), and the median of each other figure"] if args.rounds > 1 else []),
         f"- commit `{commit()}`, {datetime.date.today().isoformat()}, {machine()}, {device}{platform_text()}",
         f"- command: `python benchmarks/speed.py {' '.join(sys.argv[1:])}`".rstrip() + "",
         "- ratio: training / raw; after the first update: the steps/s of every update but the first, which"
         " holds start-up and, with --compile, the compiling (an empty compile cache: the seconds are the last column)",
         "",
+        *([] if args.rounds == 1 else [
+            "| script | variant | rounds | raw env steps/s | raw, range | training steps/s | ratio (range) "
+            "| after the first update: steps/s | ratio (range) | compiling, s |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            *[summary_row(algo, variant, [row for row in rows if row[:2] == (algo, variant)])
+              for algo in args.algos for variant in args.variants],
+            "",
+            "Every round, in the order measured:",
+            "",
+        ]),
         "| script | variant | raw env steps/s | raw before / after | training steps/s | ratio "
         "| after the first update: steps/s | ratio | compiling, s |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",

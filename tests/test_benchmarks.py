@@ -465,6 +465,44 @@ def test_speed_ratio_is_training_over_the_mean_raw_speed_around_it(tmp_path, mon
                     "| trpo.py | compile | 5000 | 4000 / 6000 | 3000 | 0.60 | 4500 | 0.90 | 9.5 |"]
 
 
+def test_speed_rounds_give_each_rows_median_ratio_and_range_then_every_round(tmp_path, monkeypatch):
+    """--rounds 3: every row measured once per round, round by round; a round's ratio divides by that round's
+    own raw speed, and the summary row gives the medians and the rounds' range."""
+    speed, measured = load_speed(), []
+    raw_speeds = iter([1000.0, 3000.0, 4000.0, 4000.0, 2000.0, 2000.0, 5000.0, 5000.0, 1000.0, 1000.0, 3000.0, 3000.0])
+    monkeypatch.setattr(speed, "raw_env_sps", lambda env_id, steps: next(raw_speeds))
+    trained = iter([(1000.0, 1200.0, 0.0), (2000.0, 2400.0, 5.0), (1500.0, 1500.0, 0.0),
+                    (3000.0, 3500.0, 4.0), (800.0, 900.0, 0.0), (1800.0, 2100.0, 6.0)])
+
+    def training_sps(algo, env_id, timesteps, extra):
+        measured.append(extra)
+        return next(trained)
+
+    monkeypatch.setattr(speed, "training_sps", training_sps)
+    out = tmp_path / "speed.md"
+    monkeypatch.setattr(sys, "argv", ["speed.py", "--algos", "trpo", "--variants", "plain", "compile", "--rounds", "3",
+                                      "--out", str(out)])
+    speed.main()
+    assert measured == [["--no-cuda"], ["--no-cuda", "--compile"]] * 3  # round by round
+    text = out.read_text()
+    summary = [line for line in text.splitlines() if line.startswith("| trpo.py |") and line.count("|") == 11]
+    # plain: raw 2000 / 2000 / 1000, training 1000 / 1500 / 800 -> ratios 0.50 / 0.75 / 0.80; steady 0.60 / 0.75 / 0.90
+    # compile: raw 4000 / 5000 / 3000, training 2000 / 3000 / 1800 -> ratios 0.50 / 0.60 / 0.60; steady 0.60 / 0.70 / 0.70
+    assert summary == ["| trpo.py | plain | 3 | 2000 | 1000–2000 | 1000 | 0.75 (0.50–0.80) | 1200 | 0.75 (0.60–0.90) | 0.0 |",
+                       "| trpo.py | compile | 3 | 4000 | 3000–5000 | 2000 | 0.60 (0.50–0.60) | 2400 | 0.70 (0.60–0.70) | 5.0 |"]
+    rounds = [line for line in text.splitlines() if line.startswith("| trpo.py |") and line.count("|") == 10]
+    assert [row.split(" | ")[1] for row in rounds] == ["plain", "compile"] * 3
+    assert rounds[0] == "| trpo.py | plain | 2000 | 1000 / 3000 | 1000 | 0.50 | 1200 | 0.60 | 0.0 |"
+    assert "rounds: 3" in text
+
+
+def test_speed_rounds_below_one_are_one_error_line(tmp_path):
+    proc = subprocess.run([sys.executable, SPEED, "--rounds", "0", "--out", str(tmp_path / "s.md")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == ["error: --rounds 0: must be at least 1"]
+    assert not (tmp_path / "s.md").exists()
+
+
 def test_speed_after_the_first_update_from_the_cumulative_steps_per_second(tmp_path):
     speed = load_speed()
     metrics = tmp_path / "metrics.jsonl"
