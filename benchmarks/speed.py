@@ -128,9 +128,10 @@ def summary_row(algo: str, variant: str, rounds: list[tuple]) -> str:
     """One script's row over the rounds: medians, and each ratio's median with the rounds' range; every
     ratio is of one round's training to that round's raw speed."""
     raws = [raw_speed(before, after) for _, _, before, after, *_ in rounds]
-    trains, steadies = [r[4] for r in rounds], [r[5] for r in rounds]
-    steady = f"{median(steadies):.0f} | {ratio_range([s / raw for s, raw in zip(steadies, raws)])}" \
-        if None not in steadies else "n/a | n/a"
+    trains = [r[4] for r in rounds]
+    steadies = [(s, raw) for s, raw in zip([r[5] for r in rounds], raws) if s is not None]  # None: one update only
+    steady = (f"{median([s for s, _ in steadies]):.0f} | {ratio_range([s / raw for s, raw in steadies])}"
+              if steadies else "n/a | n/a")
     return (f"| {algo}.py | {variant} | {len(rounds)} | {median(raws):.0f} | {min(raws):.0f}–{max(raws):.0f} "
             f"| {median(trains):.0f} | {ratio_range([t / raw for t, raw in zip(trains, raws)])} | {steady} "
             f"| {median([r[6] for r in rounds]):.1f} |")
@@ -160,6 +161,10 @@ def main() -> None:
                         "benchmarks/results/speed_<cpu>[_<gpu>]_<date>_<commit>.md")
     parser.add_argument("extra", nargs="*", help="flags passed to every script (after --)")
     args = parser.parse_args()
+    if args.rounds < 1:
+        print(f"error: --rounds {args.rounds}: must be at least 1", file=sys.stderr)
+        sys.exit(2)
+    args.algos, args.variants = list(dict.fromkeys(args.algos)), list(dict.fromkeys(args.variants))  # each once
 
     import torch
 
@@ -173,9 +178,6 @@ def main() -> None:
         names = [machine().split(",")[0]] + ([torch.cuda.get_device_name(0)] if on_gpu else [])
         slug = "_".join(re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") for name in names)
         args.out = os.path.join(ROOT, "benchmarks", "results", f"speed_{slug}_{datetime.date.today().isoformat()}_{commit()}.md")
-    if args.rounds < 1:
-        print(f"error: --rounds {args.rounds}: must be at least 1", file=sys.stderr)
-        sys.exit(2)
     if os.path.exists(args.out):
         print(f"error: --out {args.out} exists: a record is never overwritten; give another --out", file=sys.stderr)
         sys.exit(2)

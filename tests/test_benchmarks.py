@@ -469,10 +469,13 @@ def test_speed_rounds_give_each_rows_median_ratio_and_range_then_every_round(tmp
     """--rounds 3: every row measured once per round, round by round; a round's ratio divides by that round's
     own raw speed, and the summary row gives the medians and the rounds' range."""
     speed, measured = load_speed(), []
-    raw_speeds = iter([1000.0, 3000.0, 4000.0, 4000.0, 2000.0, 2000.0, 5000.0, 5000.0, 1000.0, 1000.0, 3000.0, 3000.0])
+    raw_speeds = iter([3000.0, 5000.0, 6000.0, 6000.0,  # round 1: plain before / after, compile before / after
+                       2000.0, 2000.0, 4000.0, 4000.0,  # round 2
+                       1000.0, 1000.0, 4000.0, 6000.0])  # round 3
+    trained = iter([(3600.0, 4000.0, 0.0), (3000.0, 4800.0, 9.0),  # (training, after the first update, compiling)
+                    (1000.0, 1200.0, 0.0), (2000.0, 2400.0, 5.0),
+                    (800.0, 900.0, 0.0), (3500.0, 4500.0, 6.0)])
     monkeypatch.setattr(speed, "raw_env_sps", lambda env_id, steps: next(raw_speeds))
-    trained = iter([(1000.0, 1200.0, 0.0), (2000.0, 2400.0, 5.0), (1500.0, 1500.0, 0.0),
-                    (3000.0, 3500.0, 4.0), (800.0, 900.0, 0.0), (1800.0, 2100.0, 6.0)])
 
     def training_sps(algo, env_id, timesteps, extra):
         measured.append(extra)
@@ -484,16 +487,17 @@ def test_speed_rounds_give_each_rows_median_ratio_and_range_then_every_round(tmp
                                       "--out", str(out)])
     speed.main()
     assert measured == [["--no-cuda"], ["--no-cuda", "--compile"]] * 3  # round by round
-    text = out.read_text()
-    summary = [line for line in text.splitlines() if line.startswith("| trpo.py |") and line.count("|") == 11]
-    # plain: raw 2000 / 2000 / 1000, training 1000 / 1500 / 800 -> ratios 0.50 / 0.75 / 0.80; steady 0.60 / 0.75 / 0.90
-    # compile: raw 4000 / 5000 / 3000, training 2000 / 3000 / 1800 -> ratios 0.50 / 0.60 / 0.60; steady 0.60 / 0.70 / 0.70
-    assert summary == ["| trpo.py | plain | 3 | 2000 | 1000–2000 | 1000 | 0.75 (0.50–0.80) | 1200 | 0.75 (0.60–0.90) | 0.0 |",
-                       "| trpo.py | compile | 3 | 4000 | 3000–5000 | 2000 | 0.60 (0.50–0.60) | 2400 | 0.70 (0.60–0.70) | 5.0 |"]
-    rounds = [line for line in text.splitlines() if line.startswith("| trpo.py |") and line.count("|") == 10]
+    summary, every_round = out.read_text().split("Every round, in the order measured:")
+    # plain: raw 4000 / 2000 / 1000, training 3600 / 1000 / 800 -> ratios 0.90 / 0.50 / 0.80 (median 0.80, where
+    # median training / median raw would give 0.50); after the first update 1.00 / 0.60 / 0.90
+    # compile: raw 6000 / 4000 / 5000, training 3000 / 2000 / 3500 -> 0.50 / 0.50 / 0.70; 0.80 / 0.60 / 0.90
+    assert [line for line in summary.splitlines() if line.startswith("| trpo.py |")] == [
+        "| trpo.py | plain | 3 | 2000 | 1000–4000 | 1000 | 0.80 (0.50–0.90) | 1200 | 0.90 (0.60–1.00) | 0.0 |",
+        "| trpo.py | compile | 3 | 5000 | 4000–6000 | 3000 | 0.50 (0.50–0.70) | 4500 | 0.80 (0.60–0.90) | 6.0 |"]
+    rounds = [line for line in every_round.splitlines() if line.startswith("| trpo.py |")]
     assert [row.split(" | ")[1] for row in rounds] == ["plain", "compile"] * 3
-    assert rounds[0] == "| trpo.py | plain | 2000 | 1000 / 3000 | 1000 | 0.50 | 1200 | 0.60 | 0.0 |"
-    assert "rounds: 3" in text
+    assert rounds[0] == "| trpo.py | plain | 4000 | 3000 / 5000 | 3600 | 0.90 | 4000 | 1.00 | 0.0 |"
+    assert "rounds: 3" in summary
 
 
 def test_speed_rounds_below_one_are_one_error_line(tmp_path):
