@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import NamedTuple
 
 import gymnasium as gym
 
@@ -93,6 +94,19 @@ def training_sps(algo: str, env_id: str, timesteps: int, extra: list[str]) -> tu
         return sps, steady_sps(os.path.join(out, "runs", run, "metrics.jsonl")), compile_s
 
 
+class Measurement(NamedTuple):
+    """One script's measurement in one round: raw steps/s before and after its training, the training
+    steps/s, those after the first update (None with one update only) and the seconds of compiling."""
+
+    algo: str
+    variant: str
+    before: float
+    after: float
+    train: float
+    steady: float | None
+    compile_s: float
+
+
 def raw_speed(before: float, after: float) -> float:
     """A row's raw speed: the mean of the measurements before and after its training."""
     return (before + after) / 2
@@ -124,17 +138,17 @@ def ratio_range(ratios: list[float]) -> str:
     return f"{median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f})"
 
 
-def summary_row(algo: str, variant: str, rounds: list[tuple]) -> str:
+def summary_row(algo: str, variant: str, rounds: list[Measurement]) -> str:
     """One script's row over the rounds: medians, and each ratio's median with the rounds' range; every
     ratio is of one round's training to that round's raw speed."""
-    raws = [raw_speed(before, after) for _, _, before, after, *_ in rounds]
-    trains = [r[4] for r in rounds]
-    steadies = [(s, raw) for s, raw in zip([r[5] for r in rounds], raws) if s is not None]  # None: one update only
+    raws = [raw_speed(m.before, m.after) for m in rounds]
+    trains = [m.train for m in rounds]
+    steadies = [(m.steady, raw) for m, raw in zip(rounds, raws) if m.steady is not None]  # None: one update only
     steady = (f"{median([s for s, _ in steadies]):.0f} | {ratio_range([s / raw for s, raw in steadies])}"
               if steadies else "n/a | n/a")
     return (f"| {algo}.py | {variant} | {len(rounds)} | {median(raws):.0f} | {min(raws):.0f}–{max(raws):.0f} "
             f"| {median(trains):.0f} | {ratio_range([t / raw for t, raw in zip(trains, raws)])} | {steady} "
-            f"| {median([r[6] for r in rounds]):.1f} |")
+            f"| {median([m.compile_s for m in rounds]):.1f} |")
 
 
 def platform_text() -> str:
@@ -181,14 +195,15 @@ def main() -> None:
     if os.path.exists(args.out):
         print(f"error: --out {args.out} exists: a record is never overwritten; give another --out", file=sys.stderr)
         sys.exit(2)
-    rows = []
+    rows: list[Measurement] = []
+    pairs = [(algo, variant) for algo in args.algos for variant in args.variants]  # a round's order
     for round_ in range(1, args.rounds + 1):
-        for algo, variant in [(algo, variant) for algo in args.algos for variant in args.variants]:
+        for algo, variant in pairs:
             before = raw_env_sps(args.env_id, args.raw_steps)
             train, steady, compile_s = training_sps(algo, args.env_id, args.timesteps, [*VARIANTS[variant], *args.extra])
             after = raw_env_sps(args.env_id, args.raw_steps)
             raw = raw_speed(before, after)
-            rows.append((algo, variant, before, after, train, steady, compile_s))
+            rows.append(Measurement(algo, variant, before, after, train, steady, compile_s))
             print(f"{f'round {round_}: ' if args.rounds > 1 else ''}{algo:10s} {variant:15s} raw env {raw:8.0f} steps/s ({before:.0f} before, {after:.0f} after) "
                   f"| training {train:8.0f} steps/s "
                   f"| ratio {train / raw:.2f} | after the first update {fmt(steady)} steps/s, ratio {fmt(steady, raw)} "
@@ -213,8 +228,8 @@ def main() -> None:
             "| script | variant | rounds | raw env steps/s | raw, range | training steps/s | ratio (range) "
             "| after the first update: steps/s | ratio (range) | compiling, s |",
             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-            *[summary_row(algo, variant, [row for row in rows if row[:2] == (algo, variant)])
-              for algo in args.algos for variant in args.variants],
+            *[summary_row(algo, variant, [m for m in rows if (m.algo, m.variant) == (algo, variant)])
+              for algo, variant in pairs],
             "",
             "Every round, in the order measured:",
             "",
