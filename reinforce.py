@@ -62,8 +62,10 @@ Usage: python reinforce.py --env-id CartPole-v1      python reinforce.py --help
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
+import io
 import json
 import math
 import os
@@ -899,9 +901,19 @@ def script_identity() -> dict:
     return {"script": os.path.basename(path), "sha256": sha256, "git_commit": commit}
 
 
+def cpu_model() -> str:
+    """The CPU's model name where Linux gives it, else the architecture."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def run_config(args: Args, resolved: dict, device: torch.device) -> dict:
     """What a run directory's config.json records: every argument (per-kind defaults resolved), the
-    command line, this file's name, sha256 and git commit, the library versions and the device."""
+    command line, this file's name, sha256 and git commit, the library versions, the device and the
+    machine (the same seed gives other numbers on another CPU model or another library version)."""
     try:
         import mujoco  # only to record its version
         mujoco_version = mujoco.__version__
@@ -912,9 +924,11 @@ def run_config(args: Args, resolved: dict, device: torch.device) -> dict:
         "args": {**asdict(args), **resolved},
         "command": [os.path.basename(sys.executable), *sys.argv],
         **script_identity(),
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
                      "gymnasium": gym.__version__, "mujoco": mujoco_version},
         "device": str(device),
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "os": platform.platform(),
+                    "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
     }
 
 
@@ -1471,7 +1485,29 @@ def parse_args(argv: Optional[list[str]] = None) -> Args:
     elif load_model is not None and os.path.isfile(load_model):
         saved = read_checkpoint(load_model, "--load-model")["args"]
         defaults = replace(defaults, **args_from(saved, MODEL_KEYS))
-    return tyro.cli(Args, args=argv, default=defaults)
+    messages = io.StringIO()  # tyro's: a parse error is a box of many lines, made one below
+    try:
+        with contextlib.redirect_stderr(messages):
+            args = tyro.cli(Args, args=argv, default=defaults)
+    except SystemExit as e:
+        if e.code in (0, None):  # --help
+            raise
+        raise ConfigError(tyro_error(messages.getvalue())) from None
+    sys.stderr.write(messages.getvalue())  # what tyro says about a command line it could parse
+    return args
+
+
+def tyro_error(boxed: str) -> str:
+    """tyro's boxed message for a command line it cannot parse (an unknown flag, a missing or
+    wrong-typed value) as one line: the box's first paragraph, its frame drawn away."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip(" │╭╮╰╯") for line in boxed.splitlines()]
+    paragraph = []
+    for line in lines[1:]:  # the first is the top of the frame, with the box's title
+        if not line.strip("─"):
+            break
+        paragraph.append(line)
+    message = " ".join(paragraph).removeprefix("Error parsing ")
+    return f"{message or 'the command line could not be parsed'} (see --help)"
 
 
 def quiet_warnings() -> None:
@@ -1500,10 +1536,11 @@ def cli() -> int:
     quiet_warnings()
     stop = StopRequest()
     stop.install()
-    if "--cuda" in sys.argv[1:] and not torch.cuda.is_available():  # asked for, not only the default
-        print("warning: --cuda: CUDA is not available; running on the CPU", file=sys.stderr)
     try:
-        summary = main(parse_args(), stop)
+        args = parse_args()
+        if "--cuda" in sys.argv[1:] and not torch.cuda.is_available():  # asked for, not only the default
+            print("warning: --cuda: CUDA is not available; running on the CPU", file=sys.stderr)
+        summary = main(args, stop)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -112,8 +112,10 @@ Usage: python trpo.py --env-id Hopper-v4      python trpo.py --help
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
+import io
 import json
 import math
 import os
@@ -387,12 +389,12 @@ class Agent(nn.Module):
         mean0, var0, count0, std0 = (self.obs_rms.mean.clone(), self.obs_rms.var.clone(), self.obs_rms.count.clone(),
                                      self.obs_rms.std())
         obs = obs.to(mean0.dtype)
-        unclipped = ((obs - mean0).abs() <= self.clip_obs * std0).all(0)
+        unclipped = self.inside_clip(obs, mean0, std0)
         self.obs_rms.update(obs)
         if first_batch and frozen is None:
             return torch.ones_like(unclipped)
         if first_batch:  # the first batch's fallback: rewrite only where the rewrite is exact on the batch
-            unclipped &= ((obs - self.obs_rms.mean).abs() <= self.clip_obs * self.obs_rms.std()).all(0)
+            unclipped &= self.inside_clip(obs, self.obs_rms.mean, self.obs_rms.std())
             frozen = ~unclipped
             if bool(frozen.all()):
                 for buffer, before in ((self.obs_rms.mean, mean0), (self.obs_rms.var, var0), (self.obs_rms.count, count0)):
@@ -404,6 +406,11 @@ class Agent(nn.Module):
         for first_layer in (self.actor[0], self.critic[0]):
             preserve_first_layer(first_layer, mean0, std0, mean1, std1, unclipped)
         return ~unclipped
+
+    def inside_clip(self, obs: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+        """The coordinates that statistics (mean, std) normalize into [-clip_obs, clip_obs] on every
+        observation of the batch: there the normalized input is affine in the raw one."""
+        return ((obs - mean).abs() <= self.clip_obs * std).all(0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1216,9 +1223,19 @@ def script_identity() -> dict:
     return {"script": os.path.basename(path), "sha256": sha256, "git_commit": commit}
 
 
+def cpu_model() -> str:
+    """The CPU's model name where Linux gives it, else the architecture."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def run_config(args: Args, resolved: dict, device: torch.device) -> dict:
     """What a run directory's config.json records: every argument (per-kind defaults resolved), the
-    command line, this file's name, sha256 and git commit, the library versions and the device."""
+    command line, this file's name, sha256 and git commit, the library versions, the device and the
+    machine (the same seed gives other numbers on another CPU model or another library version)."""
     try:
         import mujoco  # only to record its version
         mujoco_version = mujoco.__version__
@@ -1229,9 +1246,11 @@ def run_config(args: Args, resolved: dict, device: torch.device) -> dict:
         "args": {**asdict(args), **resolved},
         "command": [os.path.basename(sys.executable), *sys.argv],
         **script_identity(),
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
                      "gymnasium": gym.__version__, "mujoco": mujoco_version},
         "device": str(device),
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "os": platform.platform(),
+                    "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
     }
 
 
@@ -1788,7 +1807,29 @@ def parse_args(argv: Optional[list[str]] = None) -> Args:
     elif load_model is not None and os.path.isfile(load_model):
         saved = read_checkpoint(load_model, "--load-model")["args"]
         defaults = replace(defaults, **args_from(saved, MODEL_KEYS))
-    return tyro.cli(Args, args=argv, default=defaults)
+    messages = io.StringIO()  # tyro's: a parse error is a box of many lines, made one below
+    try:
+        with contextlib.redirect_stderr(messages):
+            args = tyro.cli(Args, args=argv, default=defaults)
+    except SystemExit as e:
+        if e.code in (0, None):  # --help
+            raise
+        raise ConfigError(tyro_error(messages.getvalue())) from None
+    sys.stderr.write(messages.getvalue())  # what tyro says about a command line it could parse
+    return args
+
+
+def tyro_error(boxed: str) -> str:
+    """tyro's boxed message for a command line it cannot parse (an unknown flag, a missing or
+    wrong-typed value) as one line: the box's first paragraph, its frame drawn away."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip(" │╭╮╰╯") for line in boxed.splitlines()]
+    paragraph = []
+    for line in lines[1:]:  # the first is the top of the frame, with the box's title
+        if not line.strip("─"):
+            break
+        paragraph.append(line)
+    message = " ".join(paragraph).removeprefix("Error parsing ")
+    return f"{message or 'the command line could not be parsed'} (see --help)"
 
 
 def quiet_warnings() -> None:
@@ -1817,10 +1858,11 @@ def cli() -> int:
     quiet_warnings()
     stop = StopRequest()
     stop.install()
-    if "--cuda" in sys.argv[1:] and not torch.cuda.is_available():  # asked for, not only the default
-        print("warning: --cuda: CUDA is not available; running on the CPU", file=sys.stderr)
     try:
-        summary = main(parse_args(), stop)
+        args = parse_args()
+        if "--cuda" in sys.argv[1:] and not torch.cuda.is_available():  # asked for, not only the default
+            print("warning: --cuda: CUDA is not available; running on the CPU", file=sys.stderr)
+        summary = main(args, stop)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 
 import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 
@@ -130,7 +131,7 @@ def git_head(folder):
 
 def check_config(run_dir, script, summary, script_path=None):
     """config.json names the exact file that ran (sha256, also in summary.json), its commit, the
-    library versions and the device; returns it."""
+    library versions, the device and the machine; returns it."""
     script_path = script_path or os.path.join(ROOT, script)
     config = read_config(run_dir)
     with open(script_path, "rb") as f:
@@ -139,7 +140,9 @@ def check_config(run_dir, script, summary, script_path=None):
     assert config["git_commit"] == git_head(os.path.dirname(script_path))
     assert config["versions"]["torch"] == torch.__version__ and config["versions"]["gymnasium"] == gym.__version__
     assert config["versions"]["python"].count(".") == 2 and "mujoco" in config["versions"]
-    assert config["device"] == "cpu"
+    assert config["versions"]["numpy"] == np.__version__
+    assert config["device"] == "cpu" and config["machine"]["gpu"] is None and config["machine"]["cores"] == os.cpu_count()
+    assert config["machine"]["cpu"] and config["machine"]["os"]
     assert set(config["args"]) >= set(module(script).Args.__dataclass_fields__)
     return config
 
@@ -279,6 +282,30 @@ def test_bad_input_raises_config_error_before_any_work(tmp_path, monkeypatch, sc
         m.main(m.parse_args(["--no-cuda", "--output-dir", str(tmp_path / "runs"), *args]))
     assert not os.path.exists(tmp_path / "runs")
 
+
+# what tyro itself cannot parse: its boxed message becomes one ConfigError line
+UNPARSABLE = [(["--num-envs", "abc"], "--num-envs: invalid literal for int() with base 10: 'abc'"),
+              (["--hidden-sizes", "64", "x"], "--hidden-sizes"), (["--num-envs"], "--num-envs"),
+              (["--no-such-flag", "3"], "--no-such-flag"), (["--cuda", "3"], "Unrecognized options: 3")]
+
+
+@pytest.mark.parametrize("script", SCRIPT_NAMES)
+@pytest.mark.parametrize("args,needle", UNPARSABLE, ids=[" ".join(a) for a, _ in UNPARSABLE])
+def test_a_command_line_tyro_cannot_parse_is_a_one_line_config_error(script, args, needle):
+    m = module(script)
+    with pytest.raises(m.ConfigError) as error:
+        m.parse_args(args)
+    message = str(error.value)
+    assert needle in message and message.endswith(" (see --help)") and "\n" not in message
+    assert not set(message) & set("│╭╮╰╯─"), message
+
+
+@pytest.mark.parametrize("script", SHARED_SECTION_BY)
+def test_a_command_line_tyro_cannot_parse_prints_one_error_line_and_nothing_else(run, tmp_path, script):
+    proc = run(script, "--cuda", "--num-envs", "abc")  # no CUDA warning either: the command line comes first
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == "error: --num-envs: invalid literal for int() with base 10: 'abc' (see --help)\n"
+    assert not os.path.exists(tmp_path / "runs")
 
 INVALID_FIELDS = {
     "ppo.py": [("num_steps", 0), ("update_epochs", 0), ("learning_rate", 0.0), ("clip_coef", -0.1),
