@@ -1020,7 +1020,7 @@ def run_config(args: Args, resolved: dict, device: torch.device) -> dict:
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
                      "gymnasium": gym.__version__, "mujoco": mujoco_version},
         "device": str(device),
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "os": platform.platform(),
+        "machine": {"cpu": cpu_model(), "cpus": os.cpu_count(), "os": platform.platform(),
                     "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
     }
 
@@ -1311,7 +1311,7 @@ class Run:
             if args.load_model:
                 self.restore(read_checkpoint(args.load_model, "--load-model"), config["args"], everything=False)
             _, self.run_dir = make_run_dir(args.output_dir, args.env_id, args.exp_name, args.seed)
-        session = {key: config[key] for key in ("command", "sha256", "git_commit", "device")}
+        session = {key: config[key] for key in ("command", "sha256", "git_commit", "versions", "device", "machine")}
         self.config = {**config, "wandb_id": previous.get("wandb_id"), "sessions": [
             *previous.get("sessions", []), {"global_step": self.global_step, **session,
                                             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}]}
@@ -1578,27 +1578,51 @@ def parse_args(argv: Optional[list[str]] = None) -> Args:
     elif load_model is not None and os.path.isfile(load_model):
         saved = read_checkpoint(load_model, "--load-model")["args"]
         defaults = replace(defaults, **args_from(saved, MODEL_KEYS))
-    messages = io.StringIO()  # tyro's: a parse error is a box of many lines, made one below
+    messages = io.StringIO()  # a parse error's box: made one line below
     try:
         with contextlib.redirect_stderr(messages):
             args = tyro.cli(Args, args=argv, default=defaults)
     except SystemExit as e:
         if e.code in (0, None):  # --help
             raise
-        raise ConfigError(tyro_error(messages.getvalue())) from None
-    sys.stderr.write(messages.getvalue())  # what tyro says about a command line it could parse
+        raise ConfigError(tyro_error(argv, defaults)) from None
+    sys.stderr.write(messages.getvalue())  # warnings about a command line that parsed
     return args
 
 
-def tyro_error(boxed: str) -> str:
-    """tyro's boxed message for a command line it cannot parse (an unknown flag, a missing or
-    wrong-typed value) as one line: the box's first paragraph, its frame drawn away."""
-    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip(" │╭╮╰╯") for line in boxed.splitlines()]
-    paragraph = []
-    for line in lines[1:]:  # the first is the top of the frame, with the box's title
-        if not line.strip("─"):
-            break
-        paragraph.append(line)
+def tyro_error(argv: list[str], defaults: Args) -> str:
+    """What tyro says of a command line it cannot parse (an unknown flag, a missing or wrong-typed
+    value), as one line: the command line parsed again, unwrapped (COLUMNS), its box made one line."""
+    boxed, columns = io.StringIO(), os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "100000"
+    try:
+        with contextlib.redirect_stderr(boxed):
+            tyro.cli(Args, args=argv, default=defaults)
+    except SystemExit:
+        pass
+    finally:
+        if columns is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = columns
+    return one_line(boxed.getvalue())
+
+
+def one_line(boxed: str) -> str:
+    """The first paragraph under the title of tyro's box (Unicode or ASCII), without the frame, the
+    rules, the colour codes and the help below; without a box, the first paragraph."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in boxed.splitlines()]
+    title = next((i for i, line in enumerate(lines) if line.startswith("╭")), None)  # the frame's top
+    if title is None:  # ASCII: the title, then a rule of '-'
+        title = next((i - 1 for i, line in enumerate(lines) if i and line and not line.strip("-")), -1)
+    paragraph: list[str] = []
+    for line in lines[title + 1:]:
+        text = line.strip("│ ")
+        if not text.strip("─-"):  # an empty line or a rule
+            if paragraph:
+                break
+            continue
+        paragraph.append(text)
     message = " ".join(paragraph).removeprefix("Error parsing ")
     return f"{message or 'the command line could not be parsed'} (see --help)"
 

@@ -83,6 +83,7 @@ def test_sigint_saves_the_run_and_resume_continues_it(run, tmp_path, script):
     config = read_config(run_dir)
     assert [s["global_step"] for s in config["sessions"]] == [0, 2 * BATCH]
     assert config["sessions"][1]["command"][2:4] == ["--resume", run_dir]
+    assert all(s["versions"]["torch"] and s["machine"]["cpu"] for s in config["sessions"])  # where each ran
 
     uninterrupted = run(script, *args, env_extra=HELPER_ENVS, output_dir=tmp_path / "whole")
     assert_ok(uninterrupted)

@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 
 import gymnasium as gym
 import numpy as np
@@ -141,7 +142,7 @@ def check_config(run_dir, script, summary, script_path=None):
     assert config["versions"]["torch"] == torch.__version__ and config["versions"]["gymnasium"] == gym.__version__
     assert config["versions"]["python"].count(".") == 2 and "mujoco" in config["versions"]
     assert config["versions"]["numpy"] == np.__version__
-    assert config["device"] == "cpu" and config["machine"]["gpu"] is None and config["machine"]["cores"] == os.cpu_count()
+    assert config["device"] == "cpu" and config["machine"]["gpu"] is None and config["machine"]["cpus"] == os.cpu_count()
     assert config["machine"]["cpu"] and config["machine"]["os"]
     assert set(config["args"]) >= set(module(script).Args.__dataclass_fields__)
     return config
@@ -302,10 +303,41 @@ def test_a_command_line_tyro_cannot_parse_is_a_one_line_config_error(script, arg
 
 @pytest.mark.parametrize("script", SHARED_SECTION_BY)
 def test_a_command_line_tyro_cannot_parse_prints_one_error_line_and_nothing_else(run, tmp_path, script):
-    proc = run(script, "--cuda", "--num-envs", "abc")  # no CUDA warning either: the command line comes first
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stderr == "error: --num-envs: invalid literal for int() with base 10: 'abc' (see --help)\n"
+    long_value = "abcdefghij" * 12  # longer than any terminal line: tyro would wrap it inside the word
+    proc = run(script, "--cuda", "--num-envs", long_value, env_extra={"COLUMNS": "40", "PYTHONIOENCODING": "ascii"})
+    assert proc.returncode == 2, proc.stderr  # no CUDA warning either: the command line comes first
+    assert proc.stderr == f"error: --num-envs: invalid literal for int() with base 10: '{long_value}' (see --help)\n"
     assert not os.path.exists(tmp_path / "runs")
+    help_ = run_script(os.path.join(ROOT, script), ["--help"], cwd=tmp_path)
+    assert help_.returncode == 0 and help_.stderr == "" and "--num-envs" in help_.stdout
+
+
+BOX = "╭─ Value error ──╮\n│ Error parsing --num-envs: invalid │\n│ 'abc' │\n│ ──────── │\n│ Argument helptext: │\n╰──╯\n"
+
+
+@pytest.mark.parametrize("script", SHARED_SECTION_BY)
+@pytest.mark.parametrize("boxed,message", [
+    (BOX, "--num-envs: invalid 'abc'"),
+    ("warning: printed before\n" + BOX, "--num-envs: invalid 'abc'"),
+    ("\x1b[31m╭─ \x1b[1mValue error\x1b[0m ─╮\n│ \x1b[1mError parsing --seed:\x1b[0m x │\n│ ─── │\n", "--seed: x"),
+    (" Value error \n ------------ \n  Error parsing --seed: x  \n  ----------\n  Argument helptext:\n", "--seed: x"),
+    ("Error: no box\n\nmore\n", "Error: no box"), ("", "the command line could not be parsed")],
+    ids=["unicode", "after a warning", "colours", "ascii", "no box", "nothing"])
+def test_one_line_of_tyro_box(script, boxed, message):
+    assert module(script).one_line(boxed) == f"{message} (see --help)"
+
+
+@pytest.mark.parametrize("script", SHARED_SECTION_BY)
+def test_what_tyro_says_of_a_command_line_it_parsed_still_reaches_stderr(script, monkeypatch, capsys):
+    m = module(script)
+
+    def cli(*args, **kwargs):
+        print("warning: from tyro", file=sys.stderr)
+        return kwargs["default"]
+
+    monkeypatch.setattr(m.tyro, "cli", cli)
+    assert m.parse_args(["--seed", "3"]) == m.Args()
+    assert capsys.readouterr().err == "warning: from tyro\n"
 
 INVALID_FIELDS = {
     "ppo.py": [("num_steps", 0), ("update_epochs", 0), ("learning_rate", 0.0), ("clip_coef", -0.1),
