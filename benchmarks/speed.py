@@ -28,6 +28,7 @@ import datetime
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -119,23 +120,16 @@ def fmt(value: float | None, raw: float | None = None) -> str:
     return f"{value / raw:.2f}" if raw else f"{value:.0f}"
 
 
-def table_row(algo: str, variant: str, before: float, after: float, train: float, steady: float | None,
-              compile_s: float) -> str:
+def table_row(m: Measurement) -> str:
     """One script's row of the record: the ratios divide by the mean of the two raw measurements."""
-    raw = raw_speed(before, after)
-    return (f"| {algo}.py | {variant} | {raw:.0f} | {before:.0f} / {after:.0f} | {train:.0f} | {train / raw:.2f} "
-            f"| {fmt(steady)} | {fmt(steady, raw)} | {compile_s:.1f} |")
-
-
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    raw = raw_speed(m.before, m.after)
+    return (f"| {m.algo}.py | {m.variant} | {raw:.0f} | {m.before:.0f} / {m.after:.0f} | {m.train:.0f} "
+            f"| {m.train / raw:.2f} | {fmt(m.steady)} | {fmt(m.steady, raw)} | {m.compile_s:.1f} |")
 
 
 def ratio_range(ratios: list[float]) -> str:
     """The median of the rounds' ratios and their range: 0.66 (0.61–0.70)."""
-    return f"{median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f})"
+    return f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f})"
 
 
 def summary_row(algo: str, variant: str, rounds: list[Measurement]) -> str:
@@ -144,11 +138,11 @@ def summary_row(algo: str, variant: str, rounds: list[Measurement]) -> str:
     raws = [raw_speed(m.before, m.after) for m in rounds]
     trains = [m.train for m in rounds]
     steadies = [(m.steady, raw) for m, raw in zip(rounds, raws) if m.steady is not None]  # None: one update only
-    steady = (f"{median([s for s, _ in steadies]):.0f} | {ratio_range([s / raw for s, raw in steadies])}"
+    steady = (f"{statistics.median([s for s, _ in steadies]):.0f} | {ratio_range([s / raw for s, raw in steadies])}"
               if steadies else "n/a | n/a")
-    return (f"| {algo}.py | {variant} | {len(rounds)} | {median(raws):.0f} | {min(raws):.0f}–{max(raws):.0f} "
-            f"| {median(trains):.0f} | {ratio_range([t / raw for t, raw in zip(trains, raws)])} | {steady} "
-            f"| {median([m.compile_s for m in rounds]):.1f} |")
+    return (f"| {algo}.py | {variant} | {len(rounds)} | {statistics.median(raws):.0f} | {min(raws):.0f}–{max(raws):.0f} "
+            f"| {statistics.median(trains):.0f} | {ratio_range([t / raw for t, raw in zip(trains, raws)])} | {steady} "
+            f"| {statistics.median([m.compile_s for m in rounds]):.1f} |")
 
 
 def platform_text() -> str:
@@ -237,7 +231,7 @@ def main() -> None:
         "| script | variant | raw env steps/s | raw before / after | training steps/s | ratio "
         "| after the first update: steps/s | ratio | compiling, s |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-        *[table_row(*row) for row in rows],
+        *[table_row(m) for m in rows],
         "",
     ]
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
