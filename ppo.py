@@ -1096,30 +1096,38 @@ class NonFiniteGuard:
 
 
 def compiled(fn: Callable, args: Args, fallback: Callable, device: torch.device) -> Callable:
-    """With --compile, torch.compile(fn): on a CPU with the compiled function's wrapper in C++ (inductor's
-    "cpp_wrapper": the same kernels, called without Python in between, which for 64-64 networks is
-    a large part of a step), with --cudagraphs in CUDA graphs (mode "reduce-overhead"); without, `fn`
-    itself. Compiling happens at the first call: its time is reported once, and a failure falls back
-    to `fallback`, called the same way, with one warning line."""
+    """With --compile, `fn` traced and compiled at its first call. make_fx records the tensor operations
+    fn runs (on fake tensors: nothing is computed or changed) as one graph whose inputs are fn's
+    arguments, tensors all; torch.compile compiles that graph: on a CPU with the compiled function's
+    wrapper in C++ (inductor's "cpp_wrapper": the same kernels, called without Python in between),
+    with --cudagraphs in CUDA graphs (mode "reduce-overhead"). Traced first, the modules, torch.func's
+    transforms and the Python between the operations run once: compiled as they are, torch.compile
+    checks at every call that none of them changed (its guards), which for 64-64 networks costs a
+    quarter of a step. The graph holds the shapes of the first call: fn must be called with the same
+    shapes each time. Without --compile, `fn` itself. Compiling is reported once; a failure falls
+    back to `fallback`, called the same way, with one warning line."""
     if not args.compile:
         return fn
-    if args.cudagraphs:
-        compiled_fn = replayed_safely(torch.compile(fn, mode="reduce-overhead"))
-    else:
-        compiled_fn = torch.compile(fn, options={"cpp_wrapper": device.type == "cpu"})
     chosen: list[Callable] = []
 
-    def call(*fn_args, **fn_kwargs):
+    def call(*fn_args):
         if chosen:
-            return chosen[0](*fn_args, **fn_kwargs)
+            return chosen[0](*fn_args)
         start = time.time()
         try:
-            out = compiled_fn(*fn_args, **fn_kwargs)
+            from torch.fx.experimental.proxy_tensor import make_fx  # only --compile needs it
+
+            graph = make_fx(fn, tracing_mode="fake")(*fn_args)
+            if args.cudagraphs:
+                compiled_fn = replayed_safely(torch.compile(graph, mode="reduce-overhead"))
+            else:
+                compiled_fn = torch.compile(graph, options={"cpp_wrapper": device.type == "cpu"})
+            out = compiled_fn(*fn_args)
         except Exception as e:  # an unsupported op, no C++ compiler, ...
             print(f"warning: --compile: {fn.__name__} could not be compiled ({first_line(e)}); "
                   "running the plain path", file=sys.stderr)
             chosen.append(fallback)
-            return fallback(*fn_args, **fn_kwargs)
+            return fallback(*fn_args)
         print(f"{ALGO}: --compile: {fn.__name__} compiled in {time.time() - start:.1f} s", flush=True)
         chosen.append(compiled_fn)
         return out
@@ -1144,14 +1152,19 @@ def replayed_safely(graph_fn: Callable) -> Callable:
 
 class CompiledStep:
     """--compile: one gradient step, `loss_fn(module, *loss_args)`, its gradient, optional global
-    gradient-norm clipping and torch.optim.Adam's step, as one torch.compile'd function. On a CPU, the
-    autograd engine and the optimizer's Python loop between these parts cost more than the arithmetic
-    of 64-64 networks; here there is neither: the same `loss_fn` is evaluated at the module's
-    parameters by torch.func.functional_call, differentiated by torch.func.grad, and Adam's update is
-    written out (`adam_update_`) on the optimizer's own state tensors, so the checkpoint, --resume and
-    the plain path see one optimizer. Called like `plain`, the plain step it stands for (and falls back
-    to if compiling fails): returns loss_fn's outputs and whether the step was taken (`skip(outputs)`
-    true: nothing changes). Equal to the plain step within float tolerance (tested)."""
+    gradient-norm clipping and torch.optim.Adam's step, as one compiled function (`compiled`). On a
+    CPU, the autograd engine and the optimizer's Python loop between these parts cost more than the
+    arithmetic of 64-64 networks; here there is neither: the same `loss_fn` is evaluated at the
+    module's parameters by torch.func.functional_call, differentiated by torch.func.grad, and Adam's
+    update is written out (`adam_update_`). The parameters, Adam's two moments and its step counts are
+    each one flat tensor, the module's parameters and the optimizer's state tensors views into them
+    (`attach`): the compiled function has a few inputs, not four per parameter, and its clipping and
+    Adam are one pass over all the weights. The views keep one optimizer for the checkpoint, --resume
+    and the plain path; a load_state_dict that replaces them is noticed and attached again.
+    Called like `plain`, the plain step it stands for (and falls back to if compiling fails): returns
+    loss_fn's outputs and whether the step was taken (`skip(outputs)` true: nothing changes). One
+    function is compiled for each set of shapes of the tensor arguments and each set of the others
+    (compared by identity: `args`, flags). Equal to the plain step within float tolerance (tested)."""
 
     def __init__(self, loss_fn: Callable, module: nn.Module, optimizer: torch.optim.Adam, args: Args,
                  plain: Callable, max_grad_norm: Optional[float] = None, skip: Optional[Callable] = None):
@@ -1162,42 +1175,91 @@ class CompiledStep:
             raise ValueError("CompiledStep: Adam over the module's parameters, no weight decay, amsgrad or maximize")
         self.bound = BoundLoss(loss_fn, module)
         self.names = [name for name, _ in self.bound.named_parameters()]
+        self.sizes, self.shapes = [p.numel() for p in self.params], [p.shape for p in self.params]
         self.lr = torch.zeros((), device=self.params[0].device)
-        self.static = args.cudagraphs
+        self.loss_fn, self.args, self.plain, self.max_grad_norm = loss_fn, args, plain, max_grad_norm
+        self.flat: tuple[torch.Tensor, ...] = ()  # (theta, m, v, steps) once attached
+        self.views: list[tuple[torch.Tensor, ...]] = []
+        self.step_fns: dict[tuple, Callable] = {}
 
-        def functional_step(params, adam, loss_args):
-            def loss_at(ps):
-                return torch.func.functional_call(self.bound, dict(zip(self.names, ps)), loss_args)
+    def functional_step(self, theta: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
+                        steps: torch.Tensor, lr: torch.Tensor, loss_args: tuple) -> tuple[tuple, torch.Tensor]:
+        """The step on the flat tensors, in place; returns loss_fn's outputs and whether it was taken."""
+        def loss_at(theta):
+            params = [chunk.view(shape) for chunk, shape in zip(theta.split(self.sizes), self.shapes)]
+            return torch.func.functional_call(self.bound, dict(zip(self.names, params)), loss_args)
 
-            grads, outputs = torch.func.grad(loss_at, has_aux=True)(params)
-            if max_grad_norm is not None:  # g <- g * min(1, max_norm / (||g|| + 1e-6)), as clip_grad_norm_
-                norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-                grads = [g * (max_grad_norm / (norm + 1e-6)).clamp(max=1.0) for g in grads]
-            taken = None if skip is None else ~skip(outputs)
-            adam_update_(params, grads, *adam, taken=taken)
-            return outputs, (torch.ones((), dtype=torch.bool, device=self.lr.device) if taken is None else taken)
+        grad, outputs = torch.func.grad(loss_at, has_aux=True)(theta)
+        if self.max_grad_norm is not None:  # g <- g * min(1, max_norm / (||g|| + 1e-6)), as clip_grad_norm_
+            grad = grad * (self.max_grad_norm / (torch.linalg.vector_norm(grad) + 1e-6)).clamp(max=1.0)
+        taken = None if self.skip is None else ~self.skip(outputs)
+        step = steps[0].clone()  # every parameter has taken the same steps
+        (group,) = self.optimizer.param_groups
+        adam_update_([theta], [grad], [exp_avg], [exp_avg_sq], [step], lr, *group["betas"], group["eps"], taken=taken)
+        steps.copy_(step.expand_as(steps))
+        return outputs, (torch.ones((), dtype=torch.bool, device=theta.device) if taken is None else taken)
 
-        def plain_step(params, adam, loss_args):
+    def step_fn(self, loss_args: tuple) -> Callable:
+        """The compiled step for arguments like `loss_args`: a function of the flat tensors, the learning
+        rate and loss_args' tensors, the other arguments fixed."""
+        is_tensor = [isinstance(a, torch.Tensor) for a in loss_args]
+        constants = [None if t else a for a, t in zip(loss_args, is_tensor)]
+
+        def all_args(tensors: tuple) -> tuple:
+            it = iter(tensors)
+            return tuple(next(it) if t else a for a, t in zip(constants, is_tensor))
+
+        def step(theta, exp_avg, exp_avg_sq, steps, lr, *tensors):
+            return self.functional_step(theta, exp_avg, exp_avg_sq, steps, lr, all_args(tensors))
+
+        def plain_step(theta, exp_avg, exp_avg_sq, steps, lr, *tensors):
             with torch.enable_grad():
-                return plain(*loss_args)
+                return self.plain(*all_args(tensors))
 
-        functional_step.__name__ = f"{loss_fn.__name__} step"
-        self.step_fn = compiled(functional_step, args, fallback=plain_step, device=self.lr.device)
+        step.__name__ = f"{self.loss_fn.__name__} step"
+        return compiled(step, self.args, fallback=plain_step, device=self.lr.device)
+
+    def attach(self) -> None:
+        """Copy the parameters and the optimizer's state (zeros before its first step, as
+        torch.optim.Adam(fused=True) starts) into flat tensors, and make the originals views into them."""
+        state, device = self.optimizer.state, self.params[0].device
+
+        def flat(key: str) -> torch.Tensor:
+            if not state:
+                return torch.zeros(sum(self.sizes) if key != "step" else len(self.params), device=device)
+            return torch.cat([state[p][key].detach().reshape(-1).to(device, torch.float32) for p in self.params])
+
+        theta = torch.cat([p.detach().reshape(-1) for p in self.params])
+        self.flat = (theta, flat("exp_avg"), flat("exp_avg_sq"), flat("step"))
+        chunks = zip(*(t.split(self.sizes) for t in self.flat[:3]), self.flat[3].unbind())
+        self.views = []
+        for p, (w, m, v, t) in zip(self.params, chunks):
+            p.data = w.view_as(p)
+            state[p] = {"step": t, "exp_avg": m.view_as(p), "exp_avg_sq": v.view_as(p)}
+            self.views.append((p.data, state[p]["exp_avg"], state[p]["exp_avg_sq"], t))
+        if self.args.cudagraphs:  # CUDA graphs: updated in place at fixed addresses, no copies into and out of the graph
+            for t in (*self.flat, self.lr):
+                torch._dynamo.mark_static_address(t)
+
+    def attached(self) -> bool:
+        """The parameters and the optimizer's state are the views `attach` made (the optimizer's
+        load_state_dict replaces its state tensors; the module's copies into the parameters)."""
+        state = self.optimizer.state
+        return bool(self.views) and all(
+            p.data_ptr() == w.data_ptr() and p in state and state[p]["exp_avg"] is m
+            and state[p]["exp_avg_sq"] is v and state[p]["step"] is t
+            for p, (w, m, v, t) in zip(self.params, self.views))
 
     def __call__(self, *loss_args) -> tuple:
-        state, group = self.optimizer.state, self.optimizer.param_groups[0]
-        if not state:  # as torch.optim.Adam(fused=True) makes it at its first step
-            for p in self.params:
-                state[p] = {"step": torch.zeros((), dtype=torch.float32, device=p.device),
-                            "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
-        self.lr.fill_(group["lr"])
-        adam = ([state[p]["exp_avg"] for p in self.params], [state[p]["exp_avg_sq"] for p in self.params],
-                [state[p]["step"] for p in self.params], self.lr, *group["betas"], group["eps"])
-        if self.static:  # CUDA graphs: updated in place at fixed addresses, no copies into and out of the graph
-            for t in (*self.params, *adam[0], *adam[1], *adam[2], self.lr):
-                torch._dynamo.mark_static_address(t)
+        if not self.attached():
+            self.attach()
+        self.lr.fill_(self.optimizer.param_groups[0]["lr"])
+        key = tuple((a.shape, a.dtype, a.device) if isinstance(a, torch.Tensor) else id(a) for a in loss_args)
+        if key not in self.step_fns:
+            self.step_fns[key] = self.step_fn(loss_args)
+        tensors = [a for a in loss_args if isinstance(a, torch.Tensor)]
         with torch.no_grad():  # torch.func.grad differentiates inside; the update itself is not differentiated
-            outputs, taken = self.step_fn(self.params, adam, loss_args)
+            outputs, taken = self.step_fns[key](*self.flat, self.lr, *tensors)
         return outputs, (True if self.skip is None else bool(taken))
 
 

@@ -1,6 +1,7 @@
 """ppo.py's own math against slow, obviously-correct references (what several scripts define is\ntested for each of them in test_shared_math.py)."""
 
 import copy
+import dataclasses
 import functools
 import math
 
@@ -195,3 +196,32 @@ def test_compiled_step_is_the_plain_minibatch_step(case):
         torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)
         for key in ("exp_avg", "exp_avg_sq", "step"):
             torch.testing.assert_close(twin_opt.state[q][key], opt.state[p][key], rtol=1e-5, atol=1e-8)
+
+
+
+def test_compiled_step_follows_its_other_arguments():
+    """CompiledStep keeps one step function per set of non-tensor arguments (Args, clip_vloss): called
+    with other ones, it takes the plain step with those, not with the first call's."""
+    torch.manual_seed(0)
+    space = gym.spaces.Box(-1, 1, (2,), np.float32)
+    first = ppo.Args(compile=False)
+    other = dataclasses.replace(first, clip_coef=0.05, vf_coef=2.0, ent_coef=0.1, norm_adv=False)
+    agent = ppo.Agent(4, space, (8, 8), False, 10.0)
+    twin = copy.deepcopy(agent)
+    opt = torch.optim.Adam(agent.parameters(), lr=3e-3, eps=1e-5, fused=True)
+    twin_opt = torch.optim.Adam(twin.parameters(), lr=3e-3, eps=1e-5, fused=True)
+    plain = functools.partial(ppo.minibatch_step, agent, opt, ppo.FlatGrad(list(agent.parameters())))
+    fused = ppo.CompiledStep(ppo.ppo_loss, twin, twin_opt, first, None, first.max_grad_norm)
+    x = torch.randn(16, 4)
+    for args, clip_vloss in ((first, True), (other, False), (first, False), (other, True), (first, True)):
+        with torch.no_grad():
+            actions = agent.sample(x)
+            logprobs = agent.log_prob_entropy(x, actions)[0] + torch.randn(16) * 0.3
+        batch = (x, actions, logprobs, torch.randn(16), torch.randn(16), torch.randn(16), args, clip_vloss)
+        outputs, _ = plain(*batch)
+        twin_outputs, _ = fused(*batch)
+        for a, b in zip(twin_outputs, outputs):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert len(fused.step_fns) == 4
+    for p, q in zip(agent.parameters(), twin.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)

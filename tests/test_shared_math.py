@@ -286,3 +286,39 @@ def test_compiled_critic_step_is_the_plain_step(m):
     module.critic_step(twin, twin_opt, x, returns)
     for p, q in zip(critic.parameters(), twin.parameters()):
         torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-7)
+@pytest.mark.parametrize("m", DEFINED_IN["critic_step"])
+def test_compiled_step_keeps_one_state_through_a_load_state_dict(m):
+    """CompiledStep's parameters and Adam state are views into its flat tensors (what state_dict saves
+    and the plain step reads is what the compiled step wrote); after load_state_dict of the module and
+    the optimizer (--resume, an undone update) replaces them, it continues from the loaded state as
+    the plain step does, attached to flat tensors again."""
+    module = MODULES[m]
+    torch.manual_seed(0)
+    critic = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    twin = copy.deepcopy(critic)
+    plain_opt = torch.optim.Adam(critic.parameters(), lr=1e-2, eps=1e-5, fused=True)
+    twin_opt = torch.optim.Adam(twin.parameters(), lr=1e-2, eps=1e-5, fused=True)
+    fused = module.CompiledStep(module.critic_loss, twin, twin_opt, module.Args(compile=False), plain=None)
+    saved = {}
+    for k in range(7):
+        if k == 4:  # both go back to their state after the second step
+            for net, opt in ((critic, plain_opt), (twin, twin_opt)):
+                net.load_state_dict(saved[id(net)][0])
+                opt.load_state_dict(saved[id(net)][1])
+            assert not fused.attached()
+        x, returns = torch.randn(16, 4), torch.randn(16) * 5
+        module.critic_step(critic, plain_opt, x, returns)
+        fused(x, returns)
+        if k == 1:
+            for net, opt in ((critic, plain_opt), (twin, twin_opt)):
+                saved[id(net)] = copy.deepcopy((net.state_dict(), opt.state_dict()))
+        storages = [t.untyped_storage().data_ptr() for t in fused.flat]
+        for p in twin.parameters():
+            state = twin_opt.state[p]
+            assert [t.untyped_storage().data_ptr() for t in (p, state["exp_avg"], state["exp_avg_sq"], state["step"])] == storages
+    for p, q in zip(critic.parameters(), twin.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-7)
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            torch.testing.assert_close(twin_opt.state[q][key], plain_opt.state[p][key])
+
+
