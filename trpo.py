@@ -1332,9 +1332,10 @@ def compiled(fn: Callable, args: Args, fallback: Callable, device: torch.device)
     with --cudagraphs in CUDA graphs (mode "reduce-overhead"). Traced first, the modules, torch.func's
     transforms and the Python between the operations run once: compiled as they are, torch.compile
     checks at every call that none of them changed (its guards), which for 64-64 networks costs a
-    quarter of a step. The graph holds the shapes of the first call: fn must be called with the same
-    shapes each time. Without --compile, `fn` itself. Compiling is reported once; a failure falls
-    back to `fallback`, called the same way, with one warning line."""
+    quarter of a step (README: Speed). The graph holds the shapes of the first call: fn must be called
+    with the same shapes each time, and may read no tensors but its arguments (fake tracing refuses
+    others: the fallback runs). Without --compile, `fn` itself. Compiling is reported once per
+    compiled function; a failure falls back to `fallback`, called the same way, with one warning line."""
     if not args.compile:
         return fn
     chosen: list[Callable] = []
@@ -1392,8 +1393,10 @@ class CompiledStep:
     and the plain path; a load_state_dict that replaces them is noticed and attached again.
     Called like `plain`, the plain step it stands for (and falls back to if compiling fails): returns
     loss_fn's outputs and whether the step was taken (`skip(outputs)` true: nothing changes). One
-    function is compiled for each set of shapes of the tensor arguments and each set of the others
-    (compared by identity: `args`, flags). Equal to the plain step within float tolerance (tested)."""
+    function is compiled for each set of shapes of the tensor arguments and each set of the others,
+    compared by identity (`args`, flags): their values are fixed in it, so `args` must not change
+    during a run (the scripts never change it). loss_fn may read the module's parameters and its
+    arguments, no other tensor. Equal to the plain step within float tolerance (tested)."""
 
     def __init__(self, loss_fn: Callable, module: nn.Module, optimizer: torch.optim.Adam, args: Args,
                  plain: Callable, max_grad_norm: Optional[float] = None, skip: Optional[Callable] = None):
@@ -1450,16 +1453,20 @@ class CompiledStep:
 
     def attach(self) -> None:
         """Copy the parameters and the optimizer's state (zeros before its first step, as
-        torch.optim.Adam(fused=True) starts) into flat tensors, and make the originals views into them."""
-        state, device = self.optimizer.state, self.params[0].device
+        torch.optim.Adam(fused=True) starts) into flat tensors, and make the originals views into them.
+        The moments keep the parameters' dtype, the step counts float32 (as fused Adam keeps them); the
+        counts must be equal (every step updates every parameter), since the flat step keeps one."""
+        state, theta = self.optimizer.state, torch.cat([p.detach().reshape(-1) for p in self.params])
 
-        def flat(key: str) -> torch.Tensor:
+        def flat(key: str, dtype: torch.dtype) -> torch.Tensor:
             if not state:
-                return torch.zeros(sum(self.sizes) if key != "step" else len(self.params), device=device)
-            return torch.cat([state[p][key].detach().reshape(-1).to(device, torch.float32) for p in self.params])
+                return torch.zeros(len(self.params) if key == "step" else theta.numel(), device=theta.device, dtype=dtype)
+            return torch.cat([state[p][key].detach().reshape(-1).to(theta.device, dtype) for p in self.params])
 
-        theta = torch.cat([p.detach().reshape(-1) for p in self.params])
-        self.flat = (theta, flat("exp_avg"), flat("exp_avg_sq"), flat("step"))
+        steps = flat("step", torch.float32)
+        if not bool((steps == steps[0]).all()):
+            raise ValueError(f"CompiledStep: Adam's step counts differ between parameters ({steps.tolist()})")
+        self.flat = (theta, flat("exp_avg", theta.dtype), flat("exp_avg_sq", theta.dtype), steps)
         chunks = zip(*(t.split(self.sizes) for t in self.flat[:3]), self.flat[3].unbind())
         self.views = []
         for p, (w, m, v, t) in zip(self.params, chunks):

@@ -157,7 +157,9 @@ def main() -> None:
                         help="the scripts to measure (default: every one present)")
     parser.add_argument("--env-id", default="Hopper-v4", help="the environment, raw and trained")
     parser.add_argument("--timesteps", type=int, default=100_000, help="training steps per script")
-    parser.add_argument("--raw-steps", type=int, default=20_000, help="random-action steps per raw measurement")
+    parser.add_argument("--raw-steps", type=int, default=50_000,
+                        help="random-action steps per raw measurement (~10 s on Hopper-v4: the host's speed moves "
+                        "within seconds, so a longer one says more about the minute of training beside it)")
     parser.add_argument("--variants", nargs="+", default=["plain"], choices=sorted(VARIANTS),
                         help="plain: default flags on the CPU; compile: --compile (its one-time compile is in the "
                         "time); cuda, cuda-compile, cuda-cudagraphs: --cuda, with --compile, with --cudagraphs too")
@@ -209,7 +211,8 @@ def main() -> None:
         f"- env: `{args.env_id}`; training: {args.timesteps} steps per script with its default flags"
         + (f" plus `{' '.join(args.extra)}`" if args.extra else "") + ", one torch thread",
         "- variants: " + "; ".join(f"{v} = `{' '.join(VARIANTS[v])}`" for v in args.variants),
-        "- raw: one `gym.make` env, random actions, resets included, mean of a measurement before and after training",
+        f"- raw: one `gym.make` env, random actions, resets included, mean of a measurement of {args.raw_steps} steps"
+        " before and one after training",
         *([f"- rounds: {args.rounds}, each measuring every row once in this order; a row's ratio in a round is that"
            " round's training over that round's raw speed; the summary gives the median of the rounds' ratios and"
            " their range (min–max), and the median of each other figure"] if args.rounds > 1 else []),

@@ -158,7 +158,7 @@ def gradient_norm(agent, batch):
 
 @pytest.mark.parametrize("case", ["gaussian", "categorical", "target_kl", "clip not binding"])
 def test_compiled_step_is_the_plain_minibatch_step(case):
-    """CompiledStep (here uncompiled: the same function torch.compile gets) equals minibatch_step:
+    """CompiledStep (here uncompiled: the function whose make_fx graph torch.compile gets) equals minibatch_step:
     same losses, weights and Adam state over several minibatches, with the gradient clip binding or
     not, and with --target-kl the same steps taken and skipped (a skipped step changes nothing)."""
     torch.manual_seed(0)
@@ -196,7 +196,6 @@ def test_compiled_step_is_the_plain_minibatch_step(case):
         torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)
         for key in ("exp_avg", "exp_avg_sq", "step"):
             torch.testing.assert_close(twin_opt.state[q][key], opt.state[p][key], rtol=1e-5, atol=1e-8)
-
 
 
 def test_compiled_step_follows_its_other_arguments():

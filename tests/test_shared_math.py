@@ -259,7 +259,7 @@ def test_adam_update_matches_torch_adam_and_a_skipped_step_changes_nothing(adam_
 
 @pytest.mark.parametrize("m", DEFINED_IN["critic_step"])
 def test_compiled_critic_step_is_the_plain_step(m):
-    """CompiledStep (here uncompiled: the same function torch.compile gets) takes the plain critic
+    """CompiledStep (here uncompiled: the function whose make_fx graph torch.compile gets) takes the plain critic
     step's steps: same weights and Adam state after several minibatches, learning rate changing."""
     module = MODULES[m]
     torch.manual_seed(0)
@@ -286,19 +286,25 @@ def test_compiled_critic_step_is_the_plain_step(m):
     module.critic_step(twin, twin_opt, x, returns)
     for p, q in zip(critic.parameters(), twin.parameters()):
         torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("traced", [False, True], ids=["uncompiled", "traced"])
 @pytest.mark.parametrize("m", DEFINED_IN["critic_step"])
-def test_compiled_step_keeps_one_state_through_a_load_state_dict(m):
+def test_compiled_step_keeps_one_state_through_a_load_state_dict(m, traced, monkeypatch, capsys):
     """CompiledStep's parameters and Adam state are views into its flat tensors (what state_dict saves
     and the plain step reads is what the compiled step wrote); after load_state_dict of the module and
     the optimizer (--resume, an undone update) replaces them, it continues from the loaded state as
-    the plain step does, attached to flat tensors again."""
+    the plain step does, attached to flat tensors again. `traced`: with --compile, torch.compile left
+    out (the graph make_fx traced runs as it is): the traced graph reads the new flat tensors."""
     module = MODULES[m]
+    if traced:
+        monkeypatch.setattr(torch, "compile", lambda graph, **options: graph)
     torch.manual_seed(0)
     critic = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
     twin = copy.deepcopy(critic)
     plain_opt = torch.optim.Adam(critic.parameters(), lr=1e-2, eps=1e-5, fused=True)
     twin_opt = torch.optim.Adam(twin.parameters(), lr=1e-2, eps=1e-5, fused=True)
-    fused = module.CompiledStep(module.critic_loss, twin, twin_opt, module.Args(compile=False), plain=None)
+    fused = module.CompiledStep(module.critic_loss, twin, twin_opt, module.Args(compile=traced), plain=None)
     saved = {}
     for k in range(7):
         if k == 4:  # both go back to their state after the second step
@@ -320,5 +326,28 @@ def test_compiled_step_keeps_one_state_through_a_load_state_dict(m):
         torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-7)
         for key in ("exp_avg", "exp_avg_sq", "step"):
             torch.testing.assert_close(twin_opt.state[q][key], plain_opt.state[p][key])
+    out, err = capsys.readouterr()
+    assert ("critic_loss step compiled in" in out) == traced and "could not be compiled" not in err
 
 
+@pytest.mark.parametrize("m", DEFINED_IN["critic_step"])
+def test_compiled_step_keeps_the_dtype_and_refuses_unequal_step_counts(m):
+    """A float64 critic's step in float64, as the plain step's; Adam step counts that differ between
+    parameters (which the one flat count cannot keep) are an error, not a silent change."""
+    module = MODULES[m]
+    torch.manual_seed(0)
+    critic = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
+    twin = copy.deepcopy(critic)
+    plain_opt = torch.optim.Adam(critic.parameters(), lr=1e-2, eps=1e-5, fused=True)
+    twin_opt = torch.optim.Adam(twin.parameters(), lr=1e-2, eps=1e-5, fused=True)
+    fused = module.CompiledStep(module.critic_loss, twin, twin_opt, module.Args(compile=False), plain=None)
+    for _ in range(3):
+        x, returns = torch.randn(16, 4, dtype=torch.float64), torch.randn(16, dtype=torch.float64)
+        module.critic_step(critic, plain_opt, x, returns)
+        fused(x, returns)
+    for p, q in zip(critic.parameters(), twin.parameters()):
+        assert q.dtype == twin_opt.state[q]["exp_avg"].dtype == torch.float64
+        torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-7)  # Adam's bias corrections: float32 step counts
+    twin_opt.state[next(twin.parameters())]["step"] = torch.tensor(7.0)
+    with pytest.raises(ValueError, match="step counts differ"):
+        fused(x, returns)
