@@ -257,17 +257,24 @@ def test_adam_update_matches_torch_adam_and_a_skipped_step_changes_nothing(adam_
             torch.testing.assert_close(state[2][i], optimizer.state[r]["step"])
 
 
+def critic_and_compiled_twin(module, compile=False, dtype=torch.float32):
+    """A small critic with torch's fused Adam, and its copy with Adam under `module`'s CompiledStep
+    (`compile`: Args.compile); returns (critic, its optimizer, twin, its optimizer, the step)."""
+    torch.manual_seed(0)
+    critic = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).to(dtype)
+    twin = copy.deepcopy(critic)
+    plain_opt = torch.optim.Adam(critic.parameters(), lr=1e-2, eps=1e-5, fused=True)
+    twin_opt = torch.optim.Adam(twin.parameters(), lr=1e-2, eps=1e-5, fused=True)
+    fused = module.CompiledStep(module.critic_loss, twin, twin_opt, module.Args(compile=compile), plain=None)
+    return critic, plain_opt, twin, twin_opt, fused
+
+
 @pytest.mark.parametrize("m", DEFINED_IN["critic_step"])
 def test_compiled_critic_step_is_the_plain_step(m):
     """CompiledStep (here uncompiled: the function whose make_fx graph torch.compile gets) takes the plain critic
     step's steps: same weights and Adam state after several minibatches, learning rate changing."""
     module = MODULES[m]
-    torch.manual_seed(0)
-    critic = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
-    twin = copy.deepcopy(critic)
-    plain_opt = torch.optim.Adam(critic.parameters(), lr=1e-2, eps=1e-5, fused=True)
-    twin_opt = torch.optim.Adam(twin.parameters(), lr=1e-2, eps=1e-5, fused=True)
-    fused = module.CompiledStep(module.critic_loss, twin, twin_opt, module.Args(compile=False), plain=None)
+    critic, plain_opt, twin, twin_opt, fused = critic_and_compiled_twin(module)
     for k in range(5):
         x, returns = torch.randn(16, 4), torch.randn(16) * 5
         for opt in (plain_opt, twin_opt):
@@ -299,12 +306,7 @@ def test_compiled_step_keeps_one_state_through_a_load_state_dict(m, traced, monk
     module = MODULES[m]
     if traced:
         monkeypatch.setattr(torch, "compile", lambda graph, **options: graph)
-    torch.manual_seed(0)
-    critic = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
-    twin = copy.deepcopy(critic)
-    plain_opt = torch.optim.Adam(critic.parameters(), lr=1e-2, eps=1e-5, fused=True)
-    twin_opt = torch.optim.Adam(twin.parameters(), lr=1e-2, eps=1e-5, fused=True)
-    fused = module.CompiledStep(module.critic_loss, twin, twin_opt, module.Args(compile=traced), plain=None)
+    critic, plain_opt, twin, twin_opt, fused = critic_and_compiled_twin(module, compile=traced)
     saved = {}
     for k in range(7):
         if k == 4:  # both go back to their state after the second step
@@ -335,12 +337,7 @@ def test_compiled_step_keeps_the_dtype_and_refuses_unequal_step_counts(m):
     """A float64 critic's step in float64, as the plain step's; Adam step counts that differ between
     parameters (which the one flat count cannot keep) are an error, not a silent change."""
     module = MODULES[m]
-    torch.manual_seed(0)
-    critic = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
-    twin = copy.deepcopy(critic)
-    plain_opt = torch.optim.Adam(critic.parameters(), lr=1e-2, eps=1e-5, fused=True)
-    twin_opt = torch.optim.Adam(twin.parameters(), lr=1e-2, eps=1e-5, fused=True)
-    fused = module.CompiledStep(module.critic_loss, twin, twin_opt, module.Args(compile=False), plain=None)
+    critic, plain_opt, twin, twin_opt, fused = critic_and_compiled_twin(module, dtype=torch.float64)
     for _ in range(3):
         x, returns = torch.randn(16, 4, dtype=torch.float64), torch.randn(16, dtype=torch.float64)
         module.critic_step(critic, plain_opt, x, returns)
