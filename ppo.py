@@ -1018,7 +1018,7 @@ def run_config(args: Args, resolved: dict, device: torch.device) -> dict:
         "command": [os.path.basename(sys.executable), *sys.argv],
         **script_identity(),
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-                     "gymnasium": gym.__version__, "mujoco": mujoco_version},
+                     "gymnasium": gym.__version__, "mujoco": mujoco_version, "tyro": tyro.__version__},
         "device": str(device),
         "machine": {"cpu": cpu_model(), "cpus": os.cpu_count(), "os": platform.platform(),
                     "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
@@ -1062,7 +1062,7 @@ class NonFiniteGuard:
     """No update is kept that a non-finite loss went into or that left non-finite weights, statistics or outputs
     (a step can overflow from finite losses), with one host-device sync per update instead of one per
     gradient step. Made at the start of an update, it copies the run's state (weights, statistics,
-    optimizers); `watch` folds each loss into a flag on the device; `check`, at the end of the update,
+    optimizers); `watch` folds losses into a flag on the device; `check`, at the end of the update,
     adds the updated networks' check and reads the flag once: if anything was NaN or infinite, it puts
     that state back, saves the run as of its last update (model.pt, which --resume continues) and
     stops it (TrainingError)."""
@@ -1072,7 +1072,8 @@ class NonFiniteGuard:
         self.nonfinite: Optional[torch.Tensor] = None
 
     def watch(self, loss: torch.Tensor) -> None:
-        bad = ~torch.isfinite(loss.detach())
+        """Fold a loss, or a tensor of losses, into the flag."""
+        bad = ~torch.isfinite(loss.detach()).all()
         self.nonfinite = bad if self.nonfinite is None else self.nonfinite | bad
 
     def check(self, update: int, global_step: int, x: torch.Tensor) -> None:
@@ -1098,15 +1099,17 @@ class NonFiniteGuard:
 def compiled(fn: Callable, args: Args, fallback: Callable, device: torch.device) -> Callable:
     """With --compile, `fn` traced and compiled at its first call. make_fx records the tensor operations
     fn runs (on fake tensors: nothing is computed or changed) as one graph whose inputs are fn's
-    arguments, tensors all; torch.compile compiles that graph: on a CPU with the compiled function's
-    wrapper in C++ (inductor's "cpp_wrapper": the same kernels, called without Python in between),
-    with --cudagraphs in CUDA graphs (mode "reduce-overhead"). Traced first, the modules, torch.func's
-    transforms and the Python between the operations run once: compiled as they are, torch.compile
-    checks at every call that none of them changed (its guards), which for 64-64 networks costs a
-    quarter of a step (README: Speed). The graph holds the shapes of the first call: fn must be called
-    with the same shapes each time, and may read no tensors but its arguments (fake tracing refuses
-    others: the fallback runs). Without --compile, `fn` itself. Compiling is reported once per
-    compiled function; a failure falls back to `fallback`, called the same way, with one warning line."""
+    arguments, tensors all; inductor, torch.compile's compiler, compiles that graph: on a CPU with the
+    compiled function's wrapper in C++ (inductor's "cpp_wrapper": the same kernels, called without
+    Python in between); with --cudagraphs, torch.compile in CUDA graphs (mode "reduce-overhead").
+    Traced first, the modules, torch.func's transforms and the Python between the operations run once,
+    and the graph is given to inductor directly: torch.compile would check at every call that nothing
+    the graph was made from had changed (its guards), a tenth of a step for 64-64 networks, where
+    nothing but the inputs can change (README: Speed). The graph holds the shapes, strides and dtypes
+    of the first call (each call checks them: another is an error, not a new graph), so fn must be
+    called with the same each time, and may read no tensors but its arguments (fake tracing refuses
+    others: the fallback runs). Without --compile, `fn` itself. Compiling is reported once per compiled
+    function; a failure falls back to `fallback`, called the same way, with one warning line."""
     if not args.compile:
         return fn
     chosen: list[Callable] = []
@@ -1116,13 +1119,26 @@ def compiled(fn: Callable, args: Args, fallback: Callable, device: torch.device)
             return chosen[0](*fn_args)
         start = time.time()
         try:
-            from torch.fx.experimental.proxy_tensor import make_fx  # only --compile needs it
+            from torch._inductor import compile as inductor_compile  # only --compile needs these
+            from torch.fx.experimental.proxy_tensor import make_fx
+            from torch.utils._pytree import tree_flatten, tree_unflatten
 
-            graph = make_fx(fn, tracing_mode="fake")(*fn_args)
+            out_spec = []
+
+            def flat_fn(*fn_args):  # inductor compiles graphs whose output is a flat tuple of tensors
+                out, spec = tree_flatten(fn(*fn_args))
+                out_spec.append(spec)
+                return tuple(out)
+
+            graph = make_fx(flat_fn, tracing_mode="fake")(*fn_args)
             if args.cudagraphs:
-                compiled_fn = replayed_safely(torch.compile(graph, mode="reduce-overhead"))
+                flat_compiled = replayed_safely(torch.compile(graph, mode="reduce-overhead"))
             else:
-                compiled_fn = torch.compile(graph, options={"cpp_wrapper": device.type == "cpu"})
+                flat_compiled = inductor_compile(graph, list(fn_args), {"cpp_wrapper": device.type == "cpu"})
+
+            def compiled_fn(*fn_args):
+                return tree_unflatten(flat_compiled(*fn_args), out_spec[0])
+
             out = compiled_fn(*fn_args)
         except Exception as e:  # an unsupported op, no C++ compiler, ...
             print(f"warning: --compile: {fn.__name__} could not be compiled ({first_line(e)}); "
@@ -1164,9 +1180,9 @@ class CompiledStep:
     and the plain path; a load_state_dict that replaces them is noticed and attached again.
     Called like `plain`, the plain step it stands for (and falls back to if compiling fails): returns
     loss_fn's outputs and whether the step was taken (`skip(outputs)` true: nothing changes). One
-    function is compiled for each set of shapes of the tensor arguments and each set of the others,
-    compared by identity (`args`, flags): their values are fixed in it, so `args` must not change
-    during a run (the scripts never change it). loss_fn may read the module's parameters and its
+    function is compiled for each set of shapes, strides and dtypes of the tensor arguments and each
+    set of the others, compared by identity (`args`, flags): their values are fixed in it, so `args`
+    must not change during a run (the scripts never change it). loss_fn may read the module's parameters and its
     arguments, no other tensor. Equal to the plain step within float tolerance (tested)."""
 
     def __init__(self, loss_fn: Callable, module: nn.Module, optimizer: torch.optim.Adam, args: Args,
@@ -1261,7 +1277,7 @@ class CompiledStep:
         if not self.attached():
             self.attach()
         self.lr.fill_(self.optimizer.param_groups[0]["lr"])
-        key = tuple((a.shape, a.dtype, a.device) if isinstance(a, torch.Tensor) else id(a) for a in loss_args)
+        key = tuple((a.shape, a.stride(), a.dtype, a.device) if isinstance(a, torch.Tensor) else id(a) for a in loss_args)
         if key not in self.step_fns:
             self.step_fns[key] = self.step_fn(loss_args)
         tensors = [a for a in loss_args if isinstance(a, torch.Tensor)]

@@ -158,7 +158,7 @@ def gradient_norm(agent, batch):
 
 @pytest.mark.parametrize("case", ["gaussian", "categorical", "target_kl", "clip not binding"])
 def test_compiled_step_is_the_plain_minibatch_step(case):
-    """CompiledStep (here uncompiled: the function whose make_fx graph torch.compile gets) equals minibatch_step:
+    """CompiledStep (here uncompiled: the function whose make_fx graph inductor gets) equals minibatch_step:
     same losses, weights and Adam state over several minibatches, with the gradient clip binding or
     not, and with --target-kl the same steps taken and skipped (a skipped step changes nothing)."""
     torch.manual_seed(0)

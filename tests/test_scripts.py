@@ -16,6 +16,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+import tyro
 
 from conftest import ROOT, run_script
 from test_loops import without_timings
@@ -141,7 +142,7 @@ def check_config(run_dir, script, summary, script_path=None):
     assert config["git_commit"] == git_head(os.path.dirname(script_path))
     assert config["versions"]["torch"] == torch.__version__ and config["versions"]["gymnasium"] == gym.__version__
     assert config["versions"]["python"].count(".") == 2 and "mujoco" in config["versions"]
-    assert config["versions"]["numpy"] == np.__version__
+    assert config["versions"]["numpy"] == np.__version__ and config["versions"]["tyro"] == tyro.__version__
     assert config["device"] == "cpu" and config["machine"]["gpu"] is None and config["machine"]["cpus"] == os.cpu_count()
     assert config["machine"]["cpu"] and config["machine"]["os"]
     assert set(config["args"]) >= set(module(script).Args.__dataclass_fields__)

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch._inductor
 from torch.distributions import Categorical, Normal, kl_divergence
 
 from conftest import random_batch
@@ -271,7 +272,7 @@ def critic_and_compiled_twin(module, compile=False, dtype=torch.float32):
 
 @pytest.mark.parametrize("m", DEFINED_IN["critic_step"])
 def test_compiled_critic_step_is_the_plain_step(m):
-    """CompiledStep (here uncompiled: the function whose make_fx graph torch.compile gets) takes the plain critic
+    """CompiledStep (here uncompiled: the function whose make_fx graph inductor gets) takes the plain critic
     step's steps: same weights and Adam state after several minibatches, learning rate changing."""
     module = MODULES[m]
     critic, plain_opt, twin, twin_opt, fused = critic_and_compiled_twin(module)
@@ -301,11 +302,11 @@ def test_compiled_step_keeps_one_state_through_a_load_state_dict(m, traced, monk
     """CompiledStep's parameters and Adam state are views into its flat tensors (what state_dict saves
     and the plain step reads is what the compiled step wrote); after load_state_dict of the module and
     the optimizer (--resume, an undone update) replaces them, it continues from the loaded state as
-    the plain step does, attached to flat tensors again. `traced`: with --compile, torch.compile left
+    the plain step does, attached to flat tensors again. `traced`: with --compile, inductor left
     out (the graph make_fx traced runs as it is): the traced graph reads the new flat tensors."""
     module = MODULES[m]
     if traced:
-        monkeypatch.setattr(torch, "compile", lambda graph, **options: graph)
+        monkeypatch.setattr(torch._inductor, "compile", lambda graph, inputs, options: graph)
     critic, plain_opt, twin, twin_opt, fused = critic_and_compiled_twin(module, compile=traced)
     saved = {}
     for k in range(7):
