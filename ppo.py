@@ -106,7 +106,7 @@ class Args:
     cuda: bool = True
     """use CUDA when it is available (the start line names the device used)"""
     compile: bool = False
-    """torch.compile each minibatch step as one function (loss, gradient, clipping, Adam); see the README for when it pays"""
+    """compile each minibatch step (loss, gradient, clipping, Adam) into one function (torch's inductor); see the README for when it pays"""
     cudagraphs: bool = False
     """with --compile on CUDA, also capture the compiled step in CUDA graphs (torch.compile's "reduce-overhead")"""
     torch_threads: int = 1
@@ -1103,11 +1103,13 @@ def compiled(fn: Callable, args: Args, fallback: Callable, device: torch.device)
     compiled function's wrapper in C++ (inductor's "cpp_wrapper": the same kernels, called without
     Python in between); with --cudagraphs, torch.compile in CUDA graphs (mode "reduce-overhead").
     Traced first, the modules, torch.func's transforms and the Python between the operations run once,
-    and the graph is given to inductor directly: torch.compile would check at every call that nothing
-    the graph was made from had changed (its guards), a tenth of a step for 64-64 networks, where
-    nothing but the inputs can change (README: Speed). The graph holds the shapes, strides and dtypes
-    of the first call (each call checks them: another is an error, not a new graph), so fn must be
-    called with the same each time, and may read no tensors but its arguments (fake tracing refuses
+    and the graph is given to inductor directly: torch.compile would check at every call the inputs'
+    shapes, strides, dtypes, devices, whether they require gradients or share memory, and the grad
+    mode (its guards), a fifth of a critic step for 64-64 networks (README: Speed). Here each call
+    checks the shapes and strides (another is an error, not a new graph); the rest is the caller's
+    part: the same dtypes and devices at every call (CompiledStep compiles one function for each),
+    called under torch.no_grad, no input requiring gradients, and no input the graph changes in place
+    sharing memory with another. fn may read no tensors but its arguments (fake tracing refuses
     others: the fallback runs). Without --compile, `fn` itself. Compiling is reported once per compiled
     function; a failure falls back to `fallback`, called the same way, with one warning line."""
     if not args.compile:
@@ -1180,8 +1182,8 @@ class CompiledStep:
     and the plain path; a load_state_dict that replaces them is noticed and attached again.
     Called like `plain`, the plain step it stands for (and falls back to if compiling fails): returns
     loss_fn's outputs and whether the step was taken (`skip(outputs)` true: nothing changes). One
-    function is compiled for each set of shapes, strides and dtypes of the tensor arguments and each
-    set of the others, compared by identity (`args`, flags): their values are fixed in it, so `args`
+    function is compiled for each dtype and device of the state, each set of shapes, strides, dtypes
+    and devices of the tensor arguments and each set of the others, compared by identity (`args`, flags): their values are fixed in it, so `args`
     must not change during a run (the scripts never change it). loss_fn may read the module's parameters and its
     arguments, no other tensor. Equal to the plain step within float tolerance (tested)."""
 
@@ -1277,7 +1279,8 @@ class CompiledStep:
         if not self.attached():
             self.attach()
         self.lr.fill_(self.optimizer.param_groups[0]["lr"])
-        key = tuple((a.shape, a.stride(), a.dtype, a.device) if isinstance(a, torch.Tensor) else id(a) for a in loss_args)
+        key = (self.flat[0].dtype, self.flat[0].device,  # the state's, then the arguments'
+               *((a.shape, a.stride(), a.dtype, a.device) if isinstance(a, torch.Tensor) else id(a) for a in loss_args))
         if key not in self.step_fns:
             self.step_fns[key] = self.step_fn(loss_args)
         tensors = [a for a in loss_args if isinstance(a, torch.Tensor)]

@@ -648,6 +648,23 @@ def test_the_non_finite_guard_reads_the_device_once_and_restores(monkeypatch):
     assert optimizer.state_dict()["state"] == {}
 
 
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_the_non_finite_guard_watches_a_tensor_of_losses(name):
+    """trpo.py and reinforce.py watch a critic fit's losses once, stacked: one NaN among them stops the
+    run, as a NaN loss watched alone does; all finite, check passes."""
+    m, net = MODULES[name], torch.nn.Linear(2, 1)
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.1)
+    for losses, stops in (([1.0, 2.0, 3.0], False), ([1.0, float("nan"), 2.0], True), ([float("inf")], True)):
+        guard = m.NonFiniteGuard(GuardedRun(m, net, optimizer))
+        guard.watch(torch.tensor(0.5))
+        guard.watch(torch.tensor(losses))
+        if stops:
+            with pytest.raises(m.TrainingError, match="non-finite loss"):
+                guard.check(1, 8, torch.ones(1, 2))
+        else:
+            guard.check(1, 8, torch.ones(1, 2))
+
+
 def test_the_non_finite_guard_checks_the_observation_statistics():
     """Statistics turned non-finite (one inf observation makes the mean inf and the variance NaN),
     every loss, weight and output on the batch finite: the update is undone all the same."""
@@ -834,7 +851,7 @@ def test_cuda_graph_outputs_outlive_the_next_replay(monkeypatch, name):
     monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: steps.append(1))
     static = torch.zeros(2)
 
-    def graph(x):  # outputs that alias the graph's static memory, as a replay's do (nested, as CompiledStep's)
+    def graph(x):  # outputs that alias the graph's static memory, as a replay's do (nested, as a plain step's)
         static.copy_(x)
         return (static[0],), static[1]
 
